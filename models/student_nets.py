@@ -1,0 +1,67 @@
+"""Student networks from the Tango work: a bag-of-embeddings MLP and a BiLSTM.
+
+Both take right-padded token ids (``PAD_ID`` = 0) and return logits. They are built
+from a plain ``config`` dict so that a bundle's manifest fully describes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.student_tokenizer import PAD_ID
+
+
+class MLPStudent(nn.Module):
+    """Mean of word embeddings, one hidden layer (Tango's 80K-parameter student)."""
+
+    def __init__(self, vocab_size: int, num_labels: int, embed_dim: int = 16, hidden_dim: int = 64, dropout: float = 0.1):
+        super().__init__()
+        self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, mode="sum", padding_idx=PAD_ID)
+        self.hidden = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout))
+        self.out = nn.Linear(hidden_dim, num_labels)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        counts = (ids != PAD_ID).sum(dim=1, keepdim=True).clamp(min=1)
+        pooled = self.embedding(ids) / counts
+        return self.out(self.hidden(pooled))
+
+
+class BiLSTMStudent(nn.Module):
+    """Bidirectional LSTM over word embeddings with max-pooling over time."""
+
+    def __init__(self, vocab_size: int, num_labels: int, embed_dim: int = 64, hidden_dim: int = 128, layers: int = 1, dropout: float = 0.2):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.lstm = nn.LSTM(embed_dim, hidden_dim, num_layers=layers, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(2 * hidden_dim, num_labels)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = ids != PAD_ID
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.embedding(ids), lengths, batch_first=True, enforce_sorted=False)
+        states, _ = self.lstm(packed)
+        states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=ids.shape[1])
+        states = states.masked_fill(~mask[:, :, None], float("-inf"))
+        pooled = states.max(dim=1).values
+        pooled = torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
+        return self.out(self.dropout(pooled))
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLPStudent, "bilstm": BiLSTMStudent}
+
+
+def build_student(arch: str, config: dict[str, Any]) -> nn.Module:
+    """A fresh network of architecture ``arch`` from its manifest ``config``."""
+    try:
+        cls = ARCHITECTURES[arch]
+    except KeyError:
+        raise ValueError(f"unknown student architecture {arch!r}; known: {sorted(ARCHITECTURES)}") from None
+    return cls(**config)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
