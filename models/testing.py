@@ -84,3 +84,43 @@ def make_tiny_bundle(
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def make_tiny_base_model(root: str | Path, texts: Sequence[str], seed: int = 0) -> Path:
+    """A randomly initialised two-layer BERT encoder with a WordPiece tokenizer trained on
+    ``texts``, saved with ``save_pretrained``: a stand-in ``--base-model`` for tests."""
+    from transformers import BertModel  # noqa: PLC0415
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=2000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(root)
+    _teacher_tokenizer(texts).save_pretrained(root)
+    return root
+
+
+def make_tiny_dataset(root: str | Path, sizes: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """A small 3-label folder dataset (train/validation/test.jsonl + labels.json) whose
+    labels follow keywords, so even tiny models learn something."""
+    import json  # noqa: PLC0415
+    import random  # noqa: PLC0415
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    labels = ["negative", "neutral", "positive"]
+    cue = {0: ["awful", "sad", "terrible", "hate"], 1: ["table", "monday", "train", "paper"], 2: ["great", "happy", "love", "wonderful"]}
+    filler = ["i", "feel", "today", "the", "so", "really", "was", "it", "and", "my", "day", "@someone", "http://x.co/a", "#mood"]
+    (root / "labels.json").write_text(json.dumps(labels))
+    for split, n in (sizes or {"train": 120, "validation": 40, "test": 40}).items():
+        with open(root / f"{split}.jsonl", "w") as handle:
+            for _ in range(n):
+                label = rng.randrange(3)
+                words = rng.sample(filler, rng.randint(2, 6)) + [rng.choice(cue[label])]
+                rng.shuffle(words)
+                handle.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
+    return root

@@ -1,0 +1,66 @@
+"""Micro-batching with a deadline that counts from the batch's first record.
+
+Faust's ``Stream.take(max_, within)`` starts its timer when it starts waiting, not
+when the first record arrives: a record that arrives just before the timer fires is
+flushed alone, and an idle stream restarts the timer on every wait. ``collect_batch``
+instead blocks (without a deadline) for the first record, and then gives the batch at
+most ``max_wait`` seconds more, so every batch is either full or exactly as old as the
+wait allows. The same function batches the student (over an asyncio queue fed by the
+Faust agent) and the teacher workers (over ``AIOKafkaConsumer.getmany``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# fetch(timeout_s, max_records) returns up to max_records items, waiting at most
+# timeout_s for the first one (None: wait as long as it takes); [] on timeout.
+Fetch = Callable[[float | None, int], Awaitable[list[T]]]
+
+
+def remaining(deadline: float, now: float) -> float:
+    return max(0.0, deadline - now)
+
+
+async def collect_batch(fetch: Fetch, max_size: int, max_wait: float, clock: Callable[[], float] | None = None) -> list[T]:
+    """One batch: at most ``max_size`` items, closed ``max_wait`` s after its first item."""
+    if max_size < 1 or max_wait <= 0:
+        raise ValueError("max_size must be >= 1 and max_wait > 0")
+    clock = clock or asyncio.get_running_loop().time
+    batch: list[T] = []
+    while not batch:  # the deadline starts at the first record, not at the call
+        batch.extend(await fetch(None, max_size))
+    deadline = clock() + max_wait
+    while len(batch) < max_size:
+        left = remaining(deadline, clock())
+        if left == 0.0:
+            break
+        batch.extend(await fetch(left, max_size - len(batch)))
+    return batch
+
+
+def queue_fetch(queue: asyncio.Queue) -> Fetch:
+    """A ``Fetch`` over an asyncio queue (used by the student agent)."""
+
+    async def fetch(timeout: float | None, max_records: int) -> list:
+        try:
+            first = await (queue.get() if timeout is None else asyncio.wait_for(queue.get(), timeout))
+        except asyncio.TimeoutError:
+            return []
+        items = [first]
+        while len(items) < max_records and not queue.empty():
+            items.append(queue.get_nowait())
+        return items
+
+    return fetch
+
+
+def safe_batch_size(per_record_s: float, poll_interval_s: float, ceiling: int, share: float = 0.25) -> int:
+    """Largest batch whose expected model time stays within ``share`` of the poll interval."""
+    if per_record_s <= 0:
+        return ceiling
+    return max(1, min(ceiling, int(share * poll_interval_s / per_record_s)))

@@ -1,0 +1,212 @@
+"""The ``tango`` console script.
+
+Subcommands: ``kafka`` (a local broker), ``stream`` (student + merge), ``teacher``
+(a teacher worker), ``produce`` (JSONL to the input topic), ``tail`` (print a topic),
+``settings`` (every setting with its variable and default), and the model commands
+``train``, ``evaluate`` and ``wos``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from stream_app.settings import Settings, add_setting_flags, env_name, settings_from_args
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from stream_app.telemetry import configure_logging
+
+    settings = settings_from_args(args)
+    configure_logging(settings)
+    return settings
+
+
+def _load_bundle(settings: Settings):
+    from models.bundle import BundleError, load_bundle
+
+    try:
+        return load_bundle(settings.bundle)
+    except BundleError as exc:
+        raise SystemExit(f"tango: cannot use bundle: {exc}") from None
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    import torch
+    from faust.worker import Worker
+
+    from stream_app.kafka_clients import ensure_topics
+    from stream_app.stream_worker import build_student_stage, create_app
+
+    settings = _settings(args)
+    torch.set_num_threads(settings.torch_threads)
+    bundle = _load_bundle(settings)
+    ensure_topics(settings)
+    app = create_app(settings, build_student_stage(settings, bundle))
+    worker = Worker(app, loglevel=settings.log_level.upper() if settings.log_level != "info" else "WARNING", quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()  # runs until SIGTERM/SIGINT; exits the process
+    return 0
+
+
+def cmd_teacher(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.teacher import TeacherClassifier
+    from stream_app.kafka_clients import ensure_topics
+    from stream_app.stages import TeacherStage
+    from stream_app.stream_worker import worker_name
+    from workers.teacher_worker import TeacherWorker, install_signal_handlers
+
+    settings = _settings(args)
+    torch.set_num_threads(settings.torch_threads)
+    bundle = _load_bundle(settings)
+    source = settings.teacher_model or bundle.teacher_path
+    teacher = TeacherClassifier.load(
+        source, max_length=bundle.manifest.max_length, int8=settings.teacher_int8, token_budget=settings.teacher_token_budget
+    )
+    if teacher.num_labels != len(bundle.manifest.labels):
+        raise SystemExit(f"tango: teacher {source} has {teacher.num_labels} labels, the bundle {len(bundle.manifest.labels)}")
+    version = bundle.manifest.teacher.version if not settings.teacher_model else f"teacher-{settings.teacher_model}"
+    stage = TeacherStage(
+        logits=teacher.logits, labels=bundle.manifest.labels, teacher_version=version + ("-int8" if settings.teacher_int8 else ""),
+        results_topic=settings.teacher_results_topic, dlq_topic=settings.dlq_topic, worker=worker_name("teacher"),
+    )
+    ensure_topics(settings)
+
+    async def main() -> None:
+        worker = TeacherWorker(settings, stage)
+        install_signal_handlers(worker)
+        await worker.run()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    import orjson
+    from kafka import KafkaProducer
+
+    from stream_app.kafka_clients import ensure_topics, kafka_python_config
+
+    settings = _settings(args)
+    ensure_topics(settings)
+    producer = KafkaProducer(acks="all", linger_ms=10, batch_size=256 * 1024, **kafka_python_config(settings))
+    source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
+    sent = 0
+    with source:
+        for line in source:
+            line = line.rstrip(b"\r\n")
+            if not line:
+                continue
+            try:
+                record_id = orjson.loads(line).get("id")
+            except (orjson.JSONDecodeError, AttributeError):
+                record_id = None  # sent as it is: the stream dead-letters what it cannot read
+            key = record_id.encode() if isinstance(record_id, str) and record_id else None
+            producer.send(args.topic or settings.input_topic, key=key, value=line)
+            sent += 1
+    producer.flush()
+    producer.close()
+    print(f"produced {sent} records to {args.topic or settings.input_topic}", file=sys.stderr)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from kafka import KafkaConsumer
+
+    from stream_app.kafka_clients import kafka_python_config
+
+    settings = _settings(args)
+    consumer = KafkaConsumer(
+        args.topic or settings.output_topic,
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_committed",
+        consumer_timeout_ms=int(args.timeout * 1000) if args.timeout else float("inf"),
+        **kafka_python_config(settings),
+    )
+    shown = 0
+    out = sys.stdout.buffer
+    try:
+        for message in consumer:
+            if args.headers:
+                headers = {k: v.decode(errors="replace") for k, v in message.headers or []}
+                out.write(repr(headers).encode() + b"\t")
+            out.write((message.value or b"") + b"\n")
+            out.flush()
+            shown += 1
+            if args.max and shown >= args.max:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    for f in dataclasses.fields(Settings):
+        print(f"{env_name(f.name)} (--{f.name.replace('_', '-')}) = {f.default!r}\n    {f.metadata['doc']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tango", description="A Tango cascade streaming classifier on Kafka.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from stream_app import kafka_local
+
+    kafka_local.add_cli(commands)
+
+    stream = commands.add_parser("stream", help="run a stream worker: the student agent and the merge")
+    add_setting_flags(stream)
+    stream.set_defaults(func=cmd_stream)
+
+    teacher = commands.add_parser("teacher", help="run a teacher worker (start as many as the teacher topic has partitions)")
+    add_setting_flags(teacher)
+    teacher.set_defaults(func=cmd_teacher)
+
+    produce = commands.add_parser("produce", help="send a JSONL file (or - for stdin) to the input topic, one record a line")
+    produce.add_argument("file", help="JSONL file, or - for standard input")
+    produce.add_argument("--topic", default="", help="topic to send to (default: the input topic)")
+    add_setting_flags(produce)
+    produce.set_defaults(func=cmd_produce)
+
+    tail = commands.add_parser("tail", help="print the output topic (or another), one JSON value a line")
+    tail.add_argument("--topic", default="", help="topic to read (default: the output topic)")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the earliest offset")
+    tail.add_argument("--max", type=int, default=0, help="stop after this many records")
+    tail.add_argument("--timeout", type=float, default=0.0, help="stop after this many idle seconds")
+    tail.add_argument("--headers", action="store_true", help="print each record's headers before its value")
+    add_setting_flags(tail)
+    tail.set_defaults(func=cmd_tail)
+
+    show = commands.add_parser("settings", help="list every setting with its environment variable and default")
+    show.set_defaults(func=cmd_settings)
+
+    try:
+        from models import cli as models_cli
+    except ImportError:
+        models_cli = None
+    if models_cli is not None and hasattr(models_cli, "add_cli"):
+        models_cli.add_cli(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:
+        if str(exc).startswith("invalid settings") or "TANGO_" in str(exc):
+            print(f"tango: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

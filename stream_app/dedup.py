@@ -1,0 +1,36 @@
+"""Bounded de-duplication of results by tweet id, per output partition."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+class RecentIds:
+    """Remembers the last ``window`` ids seen on each partition.
+
+    Bound (the invariant): each partition holds at most ``window`` ids, evicting the
+    oldest first, so memory is O(partitions × window) whatever the input volume. A
+    redelivered id is recognised if fewer than ``window`` newer ids reached its
+    partition since its first delivery; redeliveries come from uncommitted offsets,
+    so ``window`` must exceed the records a stage can have in flight between commits.
+    """
+
+    def __init__(self, window: int):
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        self.window = window
+        self._seen: dict[int, OrderedDict[bytes, None]] = {}
+
+    def first_time(self, partition: int, key: bytes) -> bool:
+        """True the first time ``key`` is seen on ``partition`` within the window."""
+        seen = self._seen.setdefault(partition, OrderedDict())
+        if key in seen:
+            seen.move_to_end(key)
+            return False
+        seen[key] = None
+        if len(seen) > self.window:
+            seen.popitem(last=False)
+        return True
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._seen.values())

@@ -1,0 +1,166 @@
+"""Record contracts of every topic, and the pure decoding/validation of input tweets.
+
+Input (``tweets``): a JSON object with a string ``text`` and an optional string ``id``;
+any other field is carried through untouched under ``extra``. A record without ``id``
+gets ``"<topic>:<partition>:<offset>"``, stable across redeliveries.
+
+Teacher request (``teacher.requests``): ``{"id", "text", "extra", "produced_at",
+"ingested_at", "student": {"label_id", "confidence", "probs", "version"}}``.
+
+Result (``results.*`` and the output topic): see ``result_record``.
+
+Every topic is keyed by the tweet id (UTF-8), so one id always lands on the same
+partition number of each topic.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+class Reason(str, enum.Enum):
+    """Machine-readable dead-letter reasons (the ``tango.dlq.reason`` header)."""
+
+    TOMBSTONE = "tombstone"  # a null value
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"  # valid JSON, but not an object
+    MISSING_TEXT = "missing_text"
+    WRONG_TYPE = "wrong_type"  # `text` not a string, or `id` not a non-empty string
+    EMPTY_TEXT = "empty_text"  # only whitespace
+    TEXT_TOO_LONG = "text_too_long"
+    BAD_TEACHER_REQUEST = "bad_teacher_request"  # a teacher request that does not parse
+    BAD_RESULT = "bad_result"  # a record on a result topic without key or value
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tweet:
+    id: str
+    text: str
+    extra: dict[str, Any]
+    produced_at: float  # the input record's Kafka timestamp, epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: Reason
+    detail: str
+    source: Source
+    value: bytes | None
+    key: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+
+
+def decode_tweet(value: bytes | None, source: Source, max_chars: int, produced_at: float = 0.0) -> Tweet | Rejected:
+    """Parse and validate one input record; never raises."""
+
+    def reject(reason: Reason, detail: str) -> Rejected:
+        return Rejected(reason, detail, source, value)
+
+    if value is None:
+        return reject(Reason.TOMBSTONE, "record value is null")
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as utf_exc:
+            return reject(Reason.NOT_UTF8, f"value is not UTF-8: {utf_exc.reason} at byte {utf_exc.start}")
+        return reject(Reason.NOT_JSON, f"value is not JSON: {exc}")
+    if not isinstance(data, dict):
+        return reject(Reason.NOT_OBJECT, f"value is a JSON {type(data).__name__}, not an object")
+    if "text" not in data:
+        return reject(Reason.MISSING_TEXT, "no `text` field")
+    text = data.pop("text")
+    if not isinstance(text, str):
+        return reject(Reason.WRONG_TYPE, f"`text` is a {type(text).__name__}, not a string")
+    if not text.strip():
+        return reject(Reason.EMPTY_TEXT, "`text` is empty")
+    if len(text) > max_chars:
+        return reject(Reason.TEXT_TOO_LONG, f"`text` has {len(text)} characters, the limit is {max_chars}")
+    if "id" in data:
+        tweet_id = data.pop("id")
+        if not isinstance(tweet_id, str) or not tweet_id:
+            return reject(Reason.WRONG_TYPE, "`id` must be a non-empty string")
+    else:
+        tweet_id = f"{source.topic}:{source.partition}:{source.offset}"
+    return Tweet(tweet_id, text, data, produced_at)
+
+
+def dead_letter_headers(rejected: Rejected, stage: str) -> list[tuple[str, bytes]]:
+    """The original headers, then the Kafka Connect error headers and ours."""
+    return [
+        *rejected.headers,
+        ("__connect.errors.topic", rejected.source.topic.encode()),
+        ("__connect.errors.partition", str(rejected.source.partition).encode()),
+        ("__connect.errors.offset", str(rejected.source.offset).encode()),
+        ("__connect.errors.stage", stage.encode()),
+        ("__connect.errors.exception.class.name", rejected.reason.value.encode()),
+        ("__connect.errors.exception.message", rejected.detail.encode()),
+        ("tango.dlq.reason", rejected.reason.value.encode()),
+    ]
+
+
+def teacher_request(tweet: Tweet, ingested_at: float, label_id: int, confidence: float, probs: Sequence[float], student_version: str) -> bytes:
+    return orjson.dumps(
+        {
+            "id": tweet.id,
+            "text": tweet.text,
+            "extra": tweet.extra,
+            "produced_at": tweet.produced_at,
+            "ingested_at": ingested_at,
+            "student": {"label_id": label_id, "confidence": confidence, "probs": list(probs), "version": student_version},
+        }
+    )
+
+
+def result_record(
+    *,
+    tweet_id: str,
+    labels: Sequence[str],
+    label_id: int,
+    confidence: float,
+    tier: str,
+    student_label_id: int,
+    student_confidence: float,
+    models: dict[str, str],
+    produced_at: float,
+    ingested_at: float,
+    decided_at: float,
+    extra: dict[str, Any],
+    worker: str,
+) -> bytes:
+    """One result: which label, how sure, which tier and which model versions decided it.
+
+    Times are epoch seconds: ``produced_at`` (input record timestamp), ``ingested_at``
+    (the stream worker read it), ``decided_at`` (its deciding model finished).
+    """
+    return orjson.dumps(
+        {
+            "id": tweet_id,
+            "label": labels[label_id],
+            "label_id": label_id,
+            "confidence": confidence,
+            "tier": tier,
+            "student_label": labels[student_label_id],
+            "student_confidence": student_confidence,
+            "models": models,
+            "produced_at": produced_at,
+            "ingested_at": ingested_at,
+            "decided_at": decided_at,
+            "worker": worker,
+            "extra": extra,
+        }
+    )

@@ -1,0 +1,171 @@
+"""One frozen settings object for every process of the pipeline.
+
+Each setting is one typed field below; its docstring (the ``doc`` metadata) is its
+documentation. A setting ``name`` reads the environment variable ``TANGO_NAME`` and
+the CLI flag ``--name`` (underscores become dashes); the flag wins over the variable,
+which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "TANGO_"
+CACHE_DIR = Path(os.environ.get("TANGO_CACHE_DIR", Path.home() / ".cache" / "tango-stream"))
+
+
+def setting(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- connection -------------------------------------------------------------------
+    bootstrap_servers: str = setting("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated host:port.")
+    security_protocol: str = setting(
+        "PLAINTEXT", "Client security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: str = setting("", "SASL mechanism when the protocol is SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    sasl_username: str = setting("", "SASL user name.")
+    sasl_password: str = setting("", "SASL password.")
+    ssl_cafile: str = setting("", "PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL).")
+    ssl_certfile: str = setting("", "PEM client certificate, for brokers that require client authentication.")
+    ssl_keyfile: str = setting("", "PEM private key of the client certificate.")
+
+    # --- topics (all keyed by tweet id) ----------------------------------------------
+    input_topic: str = setting("tweets", "Topic of incoming tweets: JSON objects with a string `text` and optional `id`.")
+    input_partitions: int = setting(4, "Partitions of the input topic when the app creates it; bounds how many stream workers help.")
+    teacher_topic: str = setting("teacher.requests", "Topic of records the student is unsure of, read by teacher workers.")
+    teacher_partitions: int = setting(8, "Partitions of the teacher topic; bounds how many teacher workers help.")
+    student_results_topic: str = setting("results.student", "Results decided by the student.")
+    teacher_results_topic: str = setting("results.teacher", "Results decided by a teacher worker.")
+    result_partitions: int = setting(
+        4,
+        "Partitions of both result topics and the output topic. One count for all three keeps them "
+        "co-partitioned, so one id always meets the same merge worker and de-duplication window.",
+    )
+    output_topic: str = setting("tweets.classified", "The merged output: exactly one result per input tweet.")
+    dlq_topic: str = setting("tweets.dlq", "Dead letters: the original bytes of bad records, reason in the headers.")
+    replication_factor: int = setting(1, "Replication factor of the topics the app creates.")
+
+    # --- consumer groups ----------------------------------------------------------------
+    app_id: str = setting("tango-stream", "Faust app id: the consumer group of the stream workers (student and merge).")
+    teacher_group: str = setting("tango-teacher", "Consumer group shared by all teacher workers.")
+
+    # --- models -------------------------------------------------------------------------
+    bundle: str = setting(str(CACHE_DIR / "bundles" / "emotion"), "Model bundle folder (manifest.json, student/, teacher/).")
+    threshold: float = setting(-1.0, "Routing threshold on the student's calibrated confidence; negative means the bundle's.")
+    teacher_model: str = setting("", "Teacher to serve instead of the bundle's: a local folder or a hub id.")
+    teacher_int8: bool = setting(False, "Run the teacher with int8 dynamic quantisation of its linear layers (CPU).")
+    teacher_token_budget: int = setting(4096, "Padded tokens per teacher forward pass; texts are sorted by length and chunked.")
+    torch_threads: int = setting(1, "torch intra-op threads of this process's model.")
+
+    # --- batching -----------------------------------------------------------------------
+    student_batch_size: int = setting(256, "Most records per student batch.")
+    student_batch_wait: float = setting(0.1, "Seconds a student batch may wait, counted from its first record.")
+    teacher_batch_size: int = setting(64, "Most records per teacher batch (shrunk when batches near the poll interval).")
+    teacher_batch_wait: float = setting(0.2, "Seconds a teacher batch may wait, counted from its first record.")
+    merge_batch_size: int = setting(1000, "Most results per merge batch.")
+    merge_batch_wait: float = setting(0.05, "Seconds a merge batch may wait, counted from its first record.")
+    max_poll_interval_s: float = setting(
+        300.0, "Consumer poll interval of teacher workers; a batch is sized to take at most a quarter of it."
+    )
+
+    # --- input validation and de-duplication ------------------------------------------
+    max_text_chars: int = setting(2000, "Longest accepted `text` in characters; longer records are dead-lettered.")
+    dedup_window: int = setting(
+        200_000,
+        "Ids remembered per output partition for de-duplication. A redelivered result is dropped if "
+        "fewer than this many newer ids reached its partition since; memory is about 100 bytes per id.",
+    )
+
+    # --- runtime --------------------------------------------------------------------------
+    data_dir: str = setting(str(CACHE_DIR / "faust"), "Folder for the stream worker's local Faust state.")
+    summary_interval_s: float = setting(10.0, "Seconds between a process's summary log lines.")
+    log_format: str = setting("auto", "auto (JSON lines unless on a terminal), json or console.")
+    log_level: str = setting("info", "Log level: debug, info, warning, error.")
+
+    # ---------------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then ``TANGO_*`` variables, then ``overrides`` (already typed)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(env_name(f.name))
+            if raw is not None:
+                values[f.name] = parse_value(f, raw, source=env_name(f.name))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    def validated(self) -> "Settings":
+        errors = []
+        for name in ("input_partitions", "teacher_partitions", "result_partitions", "replication_factor",
+                     "student_batch_size", "teacher_batch_size", "merge_batch_size", "max_text_chars",
+                     "dedup_window", "torch_threads", "teacher_token_budget"):
+            if getattr(self, name) < 1:
+                errors.append(f"{name} must be at least 1")
+        for name in ("student_batch_wait", "teacher_batch_wait", "merge_batch_wait", "max_poll_interval_s", "summary_interval_s"):
+            if getattr(self, name) <= 0:
+                errors.append(f"{name} must be positive (a zero wait would send batches of one)")
+        if self.threshold > 1.0:
+            errors.append("threshold must be at most 1")
+        if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            errors.append(f"security_protocol {self.security_protocol!r} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+        if self.log_format not in ("auto", "json", "console"):
+            errors.append("log_format must be auto, json or console")
+        if errors:
+            raise ValueError("invalid settings: " + "; ".join(errors))
+        return self
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes).validated()
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def parse_value(f: dataclasses.Field, raw: str, source: str) -> Any:
+    kind = type(f.default)
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(raw)
+            return lowered in ("1", "true", "yes", "on")
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{source}: {raw!r} is not a valid {kind.__name__}") from None
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting, documented by the setting's own docstring."""
+    group = parser.add_argument_group("settings (each also read from its TANGO_* environment variable)")
+    for f in dataclasses.fields(Settings):
+        help_text = f"{f.metadata['doc']} [{env_name(f.name)}, default: {f.default!r}]"
+        if isinstance(f.default, bool):
+            group.add_argument(flag_name(f.name), dest=f"setting_{f.name}", default=None,
+                               action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            group.add_argument(flag_name(f.name), dest=f"setting_{f.name}", default=None,
+                               type=type(f.default), metavar=type(f.default).__name__.upper(), help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    overrides = {f.name: getattr(args, f"setting_{f.name}", None) for f in dataclasses.fields(Settings)}
+    return Settings.from_env(environ, **overrides)
+
+
+def setting_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Settings)]

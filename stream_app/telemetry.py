@@ -1,0 +1,68 @@
+"""Logging (structlog) and each process's periodic summary line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from stream_app.settings import Settings
+
+
+def configure_logging(settings: Settings) -> None:
+    """JSON lines when not on a terminal (or when asked), readable key=value on one."""
+    as_json = settings.log_format == "json" or (settings.log_format == "auto" and not sys.stderr.isatty())
+    renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
+    level = logging.getLevelName(settings.log_level.upper())
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level if isinstance(level, int) else logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+@dataclass
+class Counters:
+    """What a process did since the last summary; ``take`` reads and resets."""
+
+    records: int = 0
+    batches: int = 0
+    to_teacher: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    since: float = field(default_factory=time.monotonic)
+
+    def add_batch(self, size: int, to_teacher: int = 0) -> None:
+        self.records += size
+        self.batches += 1
+        self.to_teacher += to_teacher
+
+    def add_dead_letter(self, reason: str) -> None:
+        self.dead_letters += 1
+        self.dead_letter_reasons[reason] = self.dead_letter_reasons.get(reason, 0) + 1
+
+    def take(self) -> dict:
+        now = time.monotonic()
+        elapsed = max(now - self.since, 1e-9)
+        summary = {
+            "records_per_s": round(self.records / elapsed, 1),
+            "records": self.records,
+            "batches": self.batches,
+            "mean_batch": round(self.records / self.batches, 1) if self.batches else 0.0,
+            "teacher_fraction": round(self.to_teacher / self.records, 4) if self.records else 0.0,
+            "dead_letters": self.dead_letters,
+            "dead_letter_reasons": dict(self.dead_letter_reasons),
+            "duplicates_dropped": self.duplicates,
+        }
+        self.__init__()  # type: ignore[misc]
+        return summary

@@ -1,0 +1,1 @@
+"""Teacher workers: scale them on their own, one consumer group on the teacher topic."""
