@@ -199,12 +199,12 @@ class LocalKafka:
         """Start the broker (if needed) and block until it answers; return the bootstrap.
 
         Idempotent: if our broker is already running it only waits for it to answer.
+        ``wait_s`` bounds that wait (the one-off jar download and format are extra).
         Raises KafkaLocalError (with the broker's log tail) if it dies or times out.
         """
-        deadline = time.monotonic() + wait_s
         pid = self._running_pid()
         if pid is not None:
-            self._wait_ready(pid, deadline)
+            self._wait_ready(pid, time.monotonic() + wait_s)
             return self.bootstrap
 
         self.pid_file.unlink(missing_ok=True)  # stale: process is gone
@@ -232,7 +232,7 @@ class LocalKafka:
         _CHILDREN[proc.pid] = proc
         self.pid_file.write_text(f"{proc.pid}\n")
         try:
-            self._wait_ready(proc.pid, deadline)
+            self._wait_ready(proc.pid, time.monotonic() + wait_s)
         except BaseException:
             self.down(timeout_s=10)
             raise

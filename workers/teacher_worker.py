@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, RebalanceInProgressError
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from stream_app.batching import collect_batch, safe_batch_size
 from stream_app.kafka_clients import aiokafka_config
@@ -108,9 +108,15 @@ class TeacherWorker:
         for r in batch:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        assigned = consumer.assignment()
+        moved = [tp for tp in offsets if tp not in assigned]
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if moved:
+            log.info("partitions moved during the batch; their new owner redelivers it", partitions=[tp.partition for tp in moved])
         try:
-            await consumer.commit(offsets)  # ... before the inputs are committed
-        except (CommitFailedError, RebalanceInProgressError) as exc:
+            if offsets:
+                await consumer.commit(offsets)  # ... before the inputs are committed
+        except (CommitFailedError, RebalanceInProgressError, IllegalStateError) as exc:
             # The partitions moved on during the batch: the new owner redelivers it and the
             # merge drops the results produced twice.
             log.warning("commit failed after rebalance; batch will be redelivered", error=str(exc))
