@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(tail)
     tail.set_defaults(func=cmd_tail)
 
+    from stream_app import demo
+
+    demo.add_cli(commands)
+
     show = commands.add_parser("settings", help="list every setting with its environment variable and default")
     show.set_defaults(func=cmd_settings)
 
