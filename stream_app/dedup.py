@@ -32,5 +32,21 @@ class RecentIds:
             seen.popitem(last=False)
         return True
 
+    def remember(self, partition: int, keys: list[bytes]) -> None:
+        """Load ids already emitted on ``partition`` (oldest first), e.g. read back from the output topic."""
+        seen = self._seen.setdefault(partition, OrderedDict())
+        for key in keys[-self.window :]:
+            seen[key] = None
+            seen.move_to_end(key)
+        while len(seen) > self.window:
+            seen.popitem(last=False)
+
+    def forget(self, partition: int) -> None:
+        """Drop a partition's ids once it is revoked: its next owner reads them back."""
+        self._seen.pop(partition, None)
+
+    def partitions(self) -> set[int]:
+        return set(self._seen)
+
     def __len__(self) -> int:
         return sum(len(s) for s in self._seen.values())

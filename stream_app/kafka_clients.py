@@ -93,7 +93,7 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
         ]
         if missing:
             try:
-                admin.create_topics(missing)
+                admin.create_topics(missing, wait_for_metadata=True)
             except TopicAlreadyExistsError:
                 pass  # another process created them first
         described = admin.describe_topics(list(wanted))

@@ -80,9 +80,11 @@ class Settings:
     # --- input validation and de-duplication ------------------------------------------
     max_text_chars: int = setting(2000, "Longest accepted `text` in characters; longer records are dead-lettered.")
     dedup_window: int = setting(
-        200_000,
+        100_000,
         "Ids remembered per output partition for de-duplication. A redelivered result is dropped if "
-        "fewer than this many newer ids reached its partition since; memory is about 100 bytes per id.",
+        "fewer than this many newer ids reached its output partition since it was first emitted. A "
+        "worker that gains a partition reads this many of its last output keys back first, so the "
+        "window survives restarts and rebalances; memory is about 100 bytes per id.",
     )
 
     # --- runtime --------------------------------------------------------------------------
@@ -118,6 +120,8 @@ class Settings:
             errors.append("threshold must be at most 1")
         if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
             errors.append(f"security_protocol {self.security_protocol!r} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            errors.append("log_level must be debug, info, warning or error")
         if self.log_format not in ("auto", "json", "console"):
             errors.append("log_format must be auto, json or console")
         if errors:

@@ -21,6 +21,7 @@ from models.bundle import Bundle
 from stream_app.batching import collect_batch, queue_fetch
 from stream_app.dedup import RecentIds
 from stream_app.kafka_clients import faust_credentials
+from stream_app.merge_recovery import recent_output_keys
 from stream_app.records import Source
 from stream_app.settings import Settings
 from stream_app.stages import Incoming, MergeStage, Output, StageResult, StudentStage
@@ -105,7 +106,9 @@ def create_app(settings: Settings, student: StudentStage) -> faust.App:
         ]
         await asyncio.gather(*futures)  # every record acknowledged before any input is acked
 
-    async def run_batched(stream: faust.StreamT, size: int, wait: float, stage, counters: Counters, off_loop: bool) -> None:
+    async def run_batched(
+        stream: faust.StreamT, size: int, wait: float, stage, counters: Counters, off_loop: bool, prepare=None
+    ) -> None:
         """Feed the agent's events through a deadline batcher into ``stage``."""
         stream = stream.noack()
         queue: asyncio.Queue = asyncio.Queue(maxsize=size)  # bounded: Faust pauses fetching when full
@@ -116,6 +119,8 @@ def create_app(settings: Settings, student: StudentStage) -> faust.App:
             while True:
                 events = await collect_batch(fetch, size, wait)
                 records = [incoming(e) for e in events]
+                if prepare is not None:
+                    await prepare(records)
                 if off_loop:
                     result: StageResult = await loop.run_in_executor(executor, stage, records)
                 else:
@@ -143,12 +148,31 @@ def create_app(settings: Settings, student: StudentStage) -> faust.App:
 
     @app.agent(results_topic, name="merge")
     async def merge_agent(stream: faust.StreamT) -> None:
-        await run_batched(stream, settings.merge_batch_size, settings.merge_batch_wait, merge, merge_counters, off_loop=False)
+        await run_batched(stream, settings.merge_batch_size, settings.merge_batch_wait, merge, merge_counters, off_loop=False, prepare=restore_dedup)
 
     @app.timer(settings.summary_interval_s)
     async def summary() -> None:
         log.info("summary", stage="student", **student_counters.take())
         log.info("summary", stage="merge", **merge_counters.take(), dedup_ids=len(merge.recent))
+
+    restored: set[int] = set()  # partitions whose window was read back from the output
+
+    async def restore_dedup(records: Sequence[Incoming]) -> None:
+        # Before the first result of a partition is merged, read back what previous owners
+        # of that partition emitted, so their results are not emitted twice.
+        new = {r.source.partition for r in records} - restored
+        if new:
+            for partition, keys in (await recent_output_keys(settings, new, settings.dedup_window)).items():
+                merge.recent.forget(partition)
+                merge.recent.remember(partition, keys)
+            restored.update(new)
+
+    @app.on_partitions_revoked.connect
+    async def drop_revoked(app_: faust.App, revoked: set, **_: object) -> None:
+        # a revoked partition's next owner may emit more; re-read it if it comes back
+        for tp in revoked:
+            if tp.topic in (settings.student_results_topic, settings.teacher_results_topic):
+                restored.discard(tp.partition)
 
     app.tango_executor = executor  # type: ignore[attr-defined]
     return app
