@@ -28,7 +28,7 @@ def remaining(deadline: float, now: float) -> float:
 
 async def collect_batch(fetch: Fetch, max_size: int, max_wait: float, clock: Callable[[], float] | None = None) -> list[T]:
     """One batch: at most ``max_size`` items, closed ``max_wait`` s after its first item."""
-    if max_size < 1 or max_wait <= 0:
+    if max_size < 1 or not max_wait > 0:  # also rejects NaN
         raise ValueError("max_size must be >= 1 and max_wait > 0")
     clock = clock or asyncio.get_running_loop().time
     batch: list[T] = []

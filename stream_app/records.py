@@ -34,6 +34,7 @@ class Reason(str, enum.Enum):
     WRONG_TYPE = "wrong_type"  # `text` not a string, or `id` not a non-empty string
     EMPTY_TEXT = "empty_text"  # only whitespace
     TEXT_TOO_LONG = "text_too_long"
+    TOO_DEEP = "too_deep"  # extra fields nested deeper than the output encoder allows
     BAD_TEACHER_REQUEST = "bad_teacher_request"  # a teacher request that does not parse
     BAD_RESULT = "bad_result"  # a record on a result topic without key or value
 

@@ -114,10 +114,10 @@ class Settings:
             if getattr(self, name) < 1:
                 errors.append(f"{name} must be at least 1")
         for name in ("student_batch_wait", "teacher_batch_wait", "merge_batch_wait", "max_poll_interval_s", "summary_interval_s"):
-            if getattr(self, name) <= 0:
+            if not getattr(self, name) > 0:  # also rejects NaN
                 errors.append(f"{name} must be positive (a zero wait would send batches of one)")
-        if self.threshold > 1.0:
-            errors.append("threshold must be at most 1")
+        if not self.threshold <= 1.0:  # also rejects NaN
+            errors.append("threshold must be at most 1 (negative: the bundle's)")
         if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
             errors.append(f"security_protocol {self.security_protocol!r} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -86,6 +86,7 @@ class StudentStage:
     def __call__(self, records: Sequence[Incoming]) -> StageResult:
         out = StageResult()
         tweets: list[Tweet] = []
+        sources: list[Incoming] = []
         for record in records:
             decoded = decode_tweet(record.value, record.source, self.max_text_chars, record.timestamp)
             if isinstance(decoded, Rejected):
@@ -93,6 +94,7 @@ class StudentStage:
                 out.dead_letters.append(decoded.reason.value)
             else:
                 tweets.append(decoded)
+                sources.append(record)
         if not tweets:
             return out
         ingested_at = time.time()
@@ -102,18 +104,23 @@ class StudentStage:
         label_ids, confidences = routing.label_ids.tolist(), routing.confidences.tolist()
         for i, tweet in enumerate(tweets):
             key = tweet.id.encode()
-            if routing.to_teacher[i]:
-                value = teacher_request(tweet, ingested_at, label_ids[i], confidences[i], probs[i].tolist(), self.student_version)
-                out.outputs.append(Output(self.teacher_topic, key, value))
-            else:
-                value = result_record(
-                    tweet_id=tweet.id, labels=self.labels, label_id=label_ids[i], confidence=confidences[i],
-                    tier="student", student_label_id=label_ids[i], student_confidence=confidences[i],
-                    models={"student": self.student_version}, produced_at=tweet.produced_at,
-                    ingested_at=ingested_at, decided_at=decided_at, extra=tweet.extra, worker=self.worker,
-                )
-                out.outputs.append(Output(self.results_topic, key, value))
-        out.to_teacher = routing.teacher_count
+            try:
+                if routing.to_teacher[i]:
+                    value = teacher_request(tweet, ingested_at, label_ids[i], confidences[i], probs[i].tolist(), self.student_version)
+                    out.outputs.append(Output(self.teacher_topic, key, value))
+                    out.to_teacher += 1
+                else:
+                    value = result_record(
+                        tweet_id=tweet.id, labels=self.labels, label_id=label_ids[i], confidence=confidences[i],
+                        tier="student", student_label_id=label_ids[i], student_confidence=confidences[i],
+                        models={"student": self.student_version}, produced_at=tweet.produced_at,
+                        ingested_at=ingested_at, decided_at=decided_at, extra=tweet.extra, worker=self.worker,
+                    )
+                    out.outputs.append(Output(self.results_topic, key, value))
+            except orjson.JSONEncodeError as exc:  # JSON the decoder accepts but the encoder cannot nest
+                rejected = Rejected(Reason.TOO_DEEP, f"extra fields cannot be re-encoded: {exc}", sources[i].source, sources[i].value)
+                out.outputs.append(dead_letter(self.dlq_topic, sources[i], rejected, "student"))
+                out.dead_letters.append(Reason.TOO_DEEP.value)
         return out
 
 
@@ -132,7 +139,7 @@ class TeacherStage:
         out = StageResult()
         requests: list[dict[str, Any]] = []
         for record in records:
-            request = _parse_request(record.value)
+            request = _parse_request(record.value, len(self.labels))
             if isinstance(request, str):
                 rejected = Rejected(Reason.BAD_TEACHER_REQUEST, request, record.source, record.value)
                 out.outputs.append(dead_letter(self.dlq_topic, record, rejected, "teacher"))
@@ -157,14 +164,17 @@ class TeacherStage:
         return out
 
 
-def _parse_request(value: bytes | None) -> dict[str, Any] | str:
+def _parse_request(value: bytes | None, num_labels: int) -> dict[str, Any] | str:
     """A teacher request, or the reason it is not one."""
     try:
         request = orjson.loads(value or b"")
         if not (isinstance(request.get("id"), str) and isinstance(request.get("text"), str)):
             return "request lacks a string id or text"
         student = request["student"]
-        int(student["label_id"]), float(student["confidence"])
+        label_id = student["label_id"]
+        if not (type(label_id) is int and 0 <= label_id < num_labels):
+            return f"student.label_id {label_id!r} is not a label index below {num_labels}"
+        float(student["confidence"])
         float(request["ingested_at"])
         return request
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:

@@ -1,0 +1,93 @@
+"""Pins the public surface: the package exports, the `tango` subcommands, the settings.
+
+A change here is a change to what users script against: update these lists on purpose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from importlib import metadata
+
+import pytest
+
+import stream_app
+from stream_app import cli
+from stream_app.settings import Settings
+
+CORE_COMMANDS = ["demo", "kafka", "produce", "settings", "stream", "tail", "teacher"]
+MODEL_COMMANDS = {"train", "evaluate", "wos"}  # being added by the models CLI; may be absent
+
+SETTINGS_FIELDS = {
+    "bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password",
+    "ssl_cafile", "ssl_certfile", "ssl_keyfile",
+    "input_topic", "input_partitions", "teacher_topic", "teacher_partitions", "student_results_topic",
+    "teacher_results_topic", "result_partitions", "output_topic", "dlq_topic", "replication_factor",
+    "app_id", "teacher_group",
+    "bundle", "threshold", "teacher_model", "teacher_int8", "teacher_token_budget", "torch_threads",
+    "student_batch_size", "student_batch_wait", "teacher_batch_size", "teacher_batch_wait",
+    "merge_batch_size", "merge_batch_wait", "max_poll_interval_s",
+    "max_text_chars", "dedup_window",
+    "data_dir", "summary_interval_s", "log_format", "log_level",
+}
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(actions) == 1
+    return dict(actions[0].choices)
+
+
+def test_package_exports():
+    assert stream_app.__all__ == ["Settings"]
+    assert stream_app.Settings is Settings
+    namespace: dict = {}
+    exec("from stream_app import *", namespace)
+    assert {k for k in namespace if not k.startswith("__")} == {"Settings"}
+
+
+def test_subcommands_pinned():
+    names = set(subcommands(cli.build_parser()))
+    assert {"kafka", "stream", "teacher", "produce", "tail", "settings"} <= names
+    assert sorted(names - MODEL_COMMANDS) == CORE_COMMANDS
+
+
+def test_subcommand_required():
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args([])
+
+
+@pytest.mark.parametrize("command", CORE_COMMANDS)
+def test_every_subcommand_dispatches_to_a_function(command):
+    argv = {"produce": ["produce", "-"], "kafka": ["kafka", "status"]}.get(command, [command])
+    args = cli.build_parser().parse_args(argv)
+    assert callable(args.func)
+    assert args.command == command
+
+
+def test_kafka_actions():
+    parser = subcommands(cli.build_parser())["kafka"]
+    for action in ("up", "down", "status", "wipe"):
+        assert parser.parse_args([action]).kafka_action == action
+    with pytest.raises(SystemExit):
+        parser.parse_args(["restart"])
+
+
+def test_settings_fields_pinned():
+    assert {f.name for f in dataclasses.fields(Settings)} == SETTINGS_FIELDS
+
+
+def test_settings_constructible_by_keyword_only_names():
+    s = Settings(**{name: getattr(Settings(), name) for name in SETTINGS_FIELDS})
+    assert s == Settings()
+
+
+def test_console_script_entry_point():
+    try:
+        scripts = metadata.entry_points(group="console_scripts")
+    except Exception:  # pragma: no cover - metadata unavailable
+        pytest.skip("package metadata unavailable")
+    tango = [ep for ep in scripts if ep.name == "tango"]
+    if not tango:
+        pytest.skip("tango-stream is not installed in this environment")
+    assert tango[0].value == "stream_app.cli:main"
