@@ -14,6 +14,8 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
+import structlog
+
 from stream_app.settings import Settings, add_setting_flags, env_name, settings_from_args
 
 
@@ -40,13 +42,19 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     from stream_app.kafka_clients import ensure_topics
     from stream_app.stream_worker import build_student_stage, create_app
+    from stream_app.telemetry import stdlib_logging_config
 
     settings = _settings(args)
     torch.set_num_threads(settings.torch_threads)
     bundle = _load_bundle(settings)
     ensure_topics(settings)
-    app = create_app(settings, build_student_stage(settings, bundle))
-    worker = Worker(app, loglevel=settings.log_level.upper() if settings.log_level != "info" else "WARNING", quiet=True, redirect_stdouts=False)
+    student = build_student_stage(settings, bundle)
+    app = create_app(settings, student)
+    structlog.get_logger("tango.stream").info(
+        "stream worker starting", bundle=str(bundle.root), student=student.student_version,
+        threshold=student.threshold, temperature=student.temperature, input_topic=settings.input_topic,
+    )
+    worker = Worker(app, loglevel=settings.log_level.upper(), logging_config=stdlib_logging_config(settings), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT; exits the process
     return 0
 
@@ -75,6 +83,7 @@ def cmd_teacher(args: argparse.Namespace) -> int:
         results_topic=settings.teacher_results_topic, dlq_topic=settings.dlq_topic, worker=worker_name("teacher"),
     )
     ensure_topics(settings)
+    structlog.get_logger("tango.teacher").info("teacher loaded", source=str(source), version=stage.teacher_version, int8=settings.teacher_int8)
 
     async def main() -> None:
         worker = TeacherWorker(settings, stage)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.config
 import sys
 import time
 from dataclasses import dataclass, field
@@ -12,10 +13,43 @@ import structlog
 from stream_app.settings import Settings
 
 
+def _renderer(settings: Settings):
+    as_json = settings.log_format == "json" or (settings.log_format == "auto" and not sys.stderr.isatty())
+    return structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
+
+
+def stdlib_logging_config(settings: Settings) -> dict:
+    """A ``logging.config.dictConfig`` that renders the libraries' logs (Faust, aiokafka,
+    kafka-python) like ours, so a process writes one format. Their chatter is kept at
+    WARNING unless ``log_level`` is debug."""
+    library_level = "DEBUG" if settings.log_level.lower() == "debug" else "WARNING"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "structlog": {
+                "()": structlog.stdlib.ProcessorFormatter,
+                "processors": [
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info,
+                    _renderer(settings),
+                ],
+                "foreign_pre_chain": [
+                    structlog.stdlib.add_log_level,
+                    structlog.stdlib.add_logger_name,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                ],
+            }
+        },
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "structlog"}},
+        "root": {"level": library_level, "handlers": ["stderr"]},
+    }
+
+
 def configure_logging(settings: Settings) -> None:
     """JSON lines when not on a terminal (or when asked), readable key=value on one."""
-    as_json = settings.log_format == "json" or (settings.log_format == "auto" and not sys.stderr.isatty())
-    renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
+    logging.config.dictConfig(stdlib_logging_config(settings))
+    renderer = _renderer(settings)
     level = logging.getLevelName(settings.log_level.upper())
     structlog.configure(
         processors=[
