@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from stream_app.kafka_clients import KafkaConnectionError, check_connection
 from stream_app.settings import Settings, add_setting_flags, env_name, settings_from_args
 
 
@@ -42,9 +43,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     from stream_app.kafka_clients import ensure_topics
     from stream_app.stream_worker import build_student_stage, create_app
+    from stream_app.shutdown import start_shutdown_watchdog
     from stream_app.telemetry import stdlib_logging_config
 
     settings = _settings(args)
+    check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
     torch.set_num_threads(settings.torch_threads)
     bundle = _load_bundle(settings)
     ensure_topics(settings)
@@ -54,7 +57,13 @@ def cmd_stream(args: argparse.Namespace) -> int:
         "stream worker starting", bundle=str(bundle.root), student=student.student_version,
         threshold=student.threshold, temperature=student.temperature, input_topic=settings.input_topic,
     )
-    worker = Worker(app, loglevel=settings.log_level.upper(), logging_config=stdlib_logging_config(settings), quiet=True, redirect_stdouts=False)
+    class StreamWorker(Worker):
+        def _schedule_shutdown(self, signum) -> None:  # SIGTERM/SIGINT: shut down within the bound
+            if not self._signal_stop_time:
+                start_shutdown_watchdog(settings.shutdown_timeout_s, "stream")
+            super()._schedule_shutdown(signum)
+
+    worker = StreamWorker(app, loglevel=settings.log_level.upper(), logging_config=stdlib_logging_config(settings), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT; exits the process
     return 0
 
@@ -69,6 +78,7 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     from workers.teacher_worker import TeacherWorker, install_signal_handlers
 
     settings = _settings(args)
+    check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
     torch.set_num_threads(settings.torch_threads)
     bundle = _load_bundle(settings)
     source = settings.teacher_model or bundle.teacher_path
@@ -101,6 +111,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from stream_app.kafka_clients import ensure_topics, kafka_python_config
 
     settings = _settings(args)
+    check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
     ensure_topics(settings)
     producer = KafkaProducer(acks="all", linger_ms=10, batch_size=256 * 1024, **kafka_python_config(settings))
     source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
@@ -129,6 +140,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     from stream_app.kafka_clients import kafka_python_config
 
     settings = _settings(args)
+    check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
     consumer = KafkaConsumer(
         args.topic or settings.output_topic,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
@@ -198,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo.add_cli(commands)
 
+    from stream_app import dlq
+
+    dlq.add_cli(commands)
+
     show = commands.add_parser("settings", help="list every setting with its environment variable and default")
     show.set_defaults(func=cmd_settings)
 
@@ -214,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except KafkaConnectionError as exc:
+        print(f"tango: {exc}", file=sys.stderr)
+        return 3
     except ValueError as exc:
         if str(exc).startswith("invalid settings") or "TANGO_" in str(exc):
             print(f"tango: {exc}", file=sys.stderr)

@@ -11,6 +11,8 @@ Files in ``data_dir``:
 * ``broker.log``      - log4j output (WARN and above), truncated on every start
 * ``broker.out``      - JVM stdout/stderr (crashes, bad flags), truncated likewise
 * ``kafka.pid``       - pid of the running JVM (also its process-group id)
+* ``scram-users.sha256`` - fingerprint of the SCRAM users the storage was formatted
+  with (only when ``scram_users`` is set)
 
 Typical use::
 
@@ -18,6 +20,17 @@ Typical use::
     bootstrap = kafka.up()      # "127.0.0.1:9092"
     ...
     kafka.down()
+
+With ``sasl_port`` and ``scram_users`` the broker also gets a
+``SASL_PLAINTEXT://127.0.0.1:<sasl_port>`` listener that accepts SCRAM-SHA-256
+and SCRAM-SHA-512; the users' credentials are written into the KRaft bootstrap
+metadata when the storage is formatted (``StorageTool format --add-scram``)::
+
+    kafka = LocalKafka(port=9092, sasl_port=9094, scram_users=(("alice", "secret"),))
+    kafka.up()
+    kafka.sasl_bootstrap        # "127.0.0.1:9094"
+
+The PLAINTEXT listener stays as it is (inter-broker traffic, admin, readiness).
 
 Standard library only, plus kafka-python for the readiness check.
 """
@@ -55,6 +68,9 @@ _PID_FILE = "kafka.pid"
 _LOG_FILE = "broker.log"
 _OUT_FILE = "broker.out"
 _MAIN_CLASS = "kafka.Kafka"
+_SCRAM_FILE = "scram-users.sha256"
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+_SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
 
 # Popen objects of brokers started by *this* interpreter, keyed by pid. Kept so
 # that a broker that died can be reaped (otherwise it lingers as a zombie and
@@ -79,6 +95,11 @@ class LocalKafka:
     ``~/.cache/tango-stream/kafka-data/<port>``; ``cache_dir`` (the jar folder)
     to ``<base>/kafka-<version>/libs`` where ``<base>`` is ``$TANGO_KAFKA_CACHE``
     or ``~/.cache/tango-stream``. ``heap`` is the JVM's ``-Xmx``.
+
+    ``sasl_port`` and ``scram_users`` (``(user, password)`` pairs) go together:
+    they add a SASL_PLAINTEXT listener on ``sasl_port`` whose users are created,
+    for both SCRAM mechanisms, when the data dir is formatted. A data dir that
+    was formatted with other users (or none) is refused; ``wipe()`` it first.
     """
 
     version: str = DEFAULT_VERSION
@@ -88,6 +109,8 @@ class LocalKafka:
     cache_dir: Path | None = None
     heap: str = "512m"
     java: str | None = field(default=None, compare=False)  # default: $JAVA_HOME/bin/java or PATH
+    sasl_port: int | None = None
+    scram_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (user, password); no passwords in repr
 
     def __post_init__(self) -> None:
         # Frozen dataclass: resolve the derived defaults once, here.
@@ -96,6 +119,17 @@ class LocalKafka:
             set_(self, "controller_port", self.port + 1)
         if self.controller_port == self.port:
             raise KafkaLocalError("port and controller_port must differ")
+        users = tuple((str(u), str(p)) for u, p in self.scram_users)
+        set_(self, "scram_users", users)
+        if bool(users) != (self.sasl_port is not None):
+            raise KafkaLocalError("sasl_port and scram_users go together: set both or neither")
+        if self.sasl_port is not None and self.sasl_port in (self.port, self.controller_port):
+            raise KafkaLocalError("sasl_port must differ from port and controller_port")
+        for user, password in users:
+            # StorageTool splits "name=..,password=.." on every comma, with no escape.
+            if not user or not password or "," in user or "," in password:
+                raise KafkaLocalError(
+                    f"SCRAM user {user!r}: user and password must be non-empty and contain no comma")
         if self.data_dir is None:
             set_(self, "data_dir", Path.home() / ".cache" / "tango-stream" / "kafka-data" / str(self.port))
         if self.cache_dir is None:
@@ -107,6 +141,13 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """Bootstrap of the SASL_PLAINTEXT (SCRAM) listener; KafkaLocalError if there is none."""
+        if self.sasl_port is None:
+            raise KafkaLocalError("this LocalKafka has no SASL listener (set sasl_port and scram_users)")
+        return f"127.0.0.1:{self.sasl_port}"
 
     @property
     def log_dir(self) -> Path:
@@ -208,7 +249,9 @@ class LocalKafka:
             return self.bootstrap
 
         self.pid_file.unlink(missing_ok=True)  # stale: process is gone
-        for p in (self.port, self.controller_port):
+        for p in (self.port, self.controller_port, self.sasl_port):
+            if p is None:
+                continue
             if not _port_free(p):
                 raise KafkaLocalError(
                     f"port {p} on 127.0.0.1 is already in use by another process; "
@@ -259,13 +302,16 @@ class LocalKafka:
     def status(self) -> dict[str, Any]:
         """Cheap status (no network): is our JVM alive, and where."""
         pid = self._running_pid()
-        return {
+        status = {
             "running": pid is not None,
             "pid": pid,
             "bootstrap": self.bootstrap,
             "data_dir": str(self.data_dir),
             "version": self.version,
         }
+        if self.sasl_port is not None:
+            status["sasl_bootstrap"] = self.sasl_bootstrap
+        return status
 
     def wipe(self, timeout_s: float = 30) -> None:
         """Stop the broker and delete its data dir (topics, offsets, cluster id)."""
@@ -308,7 +354,8 @@ class LocalKafka:
     def _write_configs(self) -> None:
         """(Re)write server.properties and log4j2.properties; cheap, done on every up()."""
         self.server_properties.write_text(_server_properties(
-            port=self.port, controller_port=self.controller_port, log_dir=self.log_dir))
+            port=self.port, controller_port=self.controller_port, log_dir=self.log_dir,
+            sasl_port=self.sasl_port))
         self.log4j_properties.write_text(_log4j_properties(self.log_file))
 
     def _format_storage_once(self) -> None:
@@ -316,19 +363,48 @@ class LocalKafka:
 
         Invariant: meta.properties in ``log_dir`` means the dir is formatted and
         owns a cluster id; formatting again would fail (or, forced, lose data).
+        SCRAM users are part of that one format: ``--add-scram`` writes their
+        UserScramCredentialRecords into the bootstrap metadata
+        (``bootstrap.checkpoint``), which the controller replays only when the
+        cluster metadata log is first created. So users can only be chosen at
+        format time; the fingerprint file records which ones were, and a later
+        ``up()`` with other users is refused instead of silently not applying them.
         """
+        fingerprint_file = self.data_dir / _SCRAM_FILE
         if (self.log_dir / "meta.properties").is_file():
+            if self.scram_users:
+                try:
+                    formatted_with = fingerprint_file.read_text().strip()
+                except OSError:
+                    formatted_with = "(none)"
+                if formatted_with != _scram_fingerprint(self.scram_users):
+                    raise KafkaLocalError(
+                        f"{self.data_dir} was formatted with other SCRAM users than requested; SCRAM users "
+                        "are created only when storage is formatted: wipe the data dir (or use another) first")
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        scram_args: list[str] = []
+        for user, password in self.scram_users:
+            for mechanism in SCRAM_MECHANISMS:
+                # Values quoted: StorageTool strips one pair of surrounding quotes, so a
+                # password that itself starts and ends with '"' survives intact.
+                scram_args += ["--add-scram", f'{mechanism}=[name="{user}",password="{password}"]']
         cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", _random_cluster_id(),
-                             "-c", str(self.server_properties))
+                             "-c", str(self.server_properties), *scram_args)
         proc = subprocess.run(cmd, cwd=self.data_dir, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=300)
         if proc.returncode != 0 or not (self.log_dir / "meta.properties").is_file():
+            output = proc.stdout + proc.stderr
+            for _, password in self.scram_users:
+                output = output.replace(password, "***")
             raise KafkaLocalError(
                 f"formatting Kafka storage in {self.log_dir} failed (exit {proc.returncode}):\n"
-                + _tail_text(proc.stdout + proc.stderr, 40) + "\n" + self.log_tail(20)
+                + _tail_text(output, 40) + "\n" + self.log_tail(20)
             )
+        if self.scram_users:
+            fingerprint_file.write_text(_scram_fingerprint(self.scram_users) + "\n")
+        else:
+            fingerprint_file.unlink(missing_ok=True)
 
     def _running_pid(self) -> int | None:
         """Pid from the pid file if that process is alive and is *this* broker."""
@@ -356,12 +432,20 @@ class LocalKafka:
                 raise KafkaLocalError(
                     f"Kafka broker (pid {pid}) exited during startup.\n{self.log_tail()}")
             remaining = deadline - time.monotonic()
+            where = self.bootstrap
             ok, last_err = _probe(self.bootstrap, timeout_s=max(0.5, min(5.0, remaining)))
+            if ok and self.sasl_port is not None:
+                # The SCRAM listener answers too, and the first user can log in.
+                user, password = self.scram_users[0]
+                where = f"{self.sasl_bootstrap} (SASL, user {user})"
+                ok, last_err = _probe(self.sasl_bootstrap, timeout_s=max(0.5, min(5.0, remaining)),
+                                      security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+                                      sasl_plain_username=user, sasl_plain_password=password)
             if ok:
                 return
             if time.monotonic() >= deadline:
                 raise KafkaLocalError(
-                    f"Kafka broker (pid {pid}) did not answer on {self.bootstrap} in time "
+                    f"Kafka broker (pid {pid}) did not answer on {where} in time "
                     f"(last error: {last_err}).\n{self.log_tail()}")
             time.sleep(0.25)
 
@@ -397,7 +481,7 @@ def _marker_header(version: str) -> str:
     return f"# kafka {version} pom-sha256 {hashlib.sha256(_pom(version).encode()).hexdigest()[:16]}"
 
 
-def _server_properties(*, port: int, controller_port: int, log_dir: Path) -> str:
+def _server_properties(*, port: int, controller_port: int, log_dir: Path, sasl_port: int | None = None) -> str:
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -417,6 +501,16 @@ def _server_properties(*, port: int, controller_port: int, log_dir: Path) -> str
         "group.initial.rebalance.delay.ms": "0",
         "log.retention.hours": "168",
     }
+    if sasl_port is not None:
+        # An extra client listener for SCRAM. Inter-broker, controller and admin
+        # traffic stay on PLAINTEXT, so no broker-side credentials are needed: the
+        # login module only has to be named for each mechanism the listener serves.
+        props["listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
+        props["advertised.listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
+        props["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+        props["sasl.enabled.mechanisms"] = ",".join(SCRAM_MECHANISMS)
+        for mechanism in SCRAM_MECHANISMS:
+            props[f"listener.name.sasl_plaintext.{mechanism.lower()}.sasl.jaas.config"] = _SCRAM_LOGIN
     return "# generated by stream_app.kafka_local; rewritten on every up()\n" + "".join(
         f"{k}={v}\n" for k, v in props.items())
 
@@ -445,6 +539,11 @@ def _random_cluster_id() -> str:
             return cid
 
 
+def _scram_fingerprint(users: tuple[tuple[str, str], ...]) -> str:
+    """A one-way digest of the SCRAM users, so the data dir holds no plain passwords (a local test broker)."""
+    return hashlib.sha256(json.dumps(sorted(users)).encode()).hexdigest()
+
+
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -455,8 +554,11 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _probe(bootstrap: str, timeout_s: float) -> tuple[bool, str]:
-    """One readiness check: TCP connect, then a metadata request via kafka-python."""
+def _probe(bootstrap: str, timeout_s: float, **client_config: Any) -> tuple[bool, str]:
+    """One readiness check: TCP connect, then a metadata request via kafka-python.
+
+    ``client_config`` (e.g. SASL settings) is passed to the KafkaAdminClient.
+    """
     host, port = bootstrap.rsplit(":", 1)
     try:
         with socket.create_connection((host, int(port)), timeout=min(timeout_s, 1.0)):
@@ -471,7 +573,7 @@ def _probe(bootstrap: str, timeout_s: float) -> tuple[bool, str]:
     admin = None
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tango-kafka-local",
-                                 request_timeout_ms=max(ms, 1000), bootstrap_timeout_ms=ms)
+                                 request_timeout_ms=max(ms, 1000), bootstrap_timeout_ms=ms, **client_config)
         admin.list_topics()
         return True, ""
     except Exception as exc:  # any client error just means "not ready yet"

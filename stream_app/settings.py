@@ -73,6 +73,9 @@ class Settings:
     teacher_batch_wait: float = setting(0.2, "Seconds a teacher batch may wait, counted from its first record.")
     merge_batch_size: int = setting(1000, "Most results per merge batch.")
     merge_batch_wait: float = setting(0.05, "Seconds a merge batch may wait, counted from its first record.")
+    session_timeout_s: float = setting(
+        10.0, "Consumer session timeout of all workers: how soon a dead worker's partitions move to the others."
+    )
     max_poll_interval_s: float = setting(
         300.0, "Consumer poll interval of teacher workers; a batch is sized to take at most a quarter of it."
     )
@@ -90,6 +93,9 @@ class Settings:
     # --- runtime --------------------------------------------------------------------------
     data_dir: str = setting(str(CACHE_DIR / "faust"), "Folder for the stream worker's local Faust state.")
     summary_interval_s: float = setting(10.0, "Seconds between a process's summary log lines.")
+    shutdown_timeout_s: float = setting(
+        10.0, "Seconds a worker may take after SIGTERM to hand back or finish its batch and commit before it is ended."
+    )
     log_format: str = setting("auto", "auto (JSON lines unless on a terminal), json or console.")
     log_level: str = setting("info", "Log level: debug, info, warning, error.")
 
@@ -113,7 +119,7 @@ class Settings:
                      "dedup_window", "torch_threads", "teacher_token_budget"):
             if getattr(self, name) < 1:
                 errors.append(f"{name} must be at least 1")
-        for name in ("student_batch_wait", "teacher_batch_wait", "merge_batch_wait", "max_poll_interval_s", "summary_interval_s"):
+        for name in ("student_batch_wait", "teacher_batch_wait", "merge_batch_wait", "max_poll_interval_s", "session_timeout_s", "summary_interval_s", "shutdown_timeout_s"):
             if not getattr(self, name) > 0:  # also rejects NaN
                 errors.append(f"{name} must be positive (a zero wait would send batches of one)")
         if not self.threshold <= 1.0:  # also rejects NaN

@@ -76,6 +76,8 @@ def create_app(settings: Settings, student: StudentStage) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(settings.session_timeout_s / 4, 0.5),
         stream_wait_empty=False,
         producer_linger_ms=5,
     )

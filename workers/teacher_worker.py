@@ -26,6 +26,7 @@ from stream_app.batching import collect_batch, safe_batch_size
 from stream_app.kafka_clients import aiokafka_config
 from stream_app.records import Source
 from stream_app.settings import Settings
+from stream_app.shutdown import start_shutdown_watchdog
 from stream_app.stages import Incoming, StageResult, TeacherStage
 from stream_app.telemetry import Counters
 
@@ -42,6 +43,9 @@ class TeacherWorker:
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
+        """Finish the in-flight batch, commit it, leave the group; bounded by ``shutdown_timeout_s``."""
+        if not self._stopping.is_set():
+            start_shutdown_watchdog(self.settings.shutdown_timeout_s, "teacher")
         self._stopping.set()
 
     async def run(self) -> None:
@@ -52,6 +56,8 @@ class TeacherWorker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_interval_ms=int(self.settings.max_poll_interval_s * 1000),
+            session_timeout_ms=int(self.settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(max(self.settings.session_timeout_s / 4, 0.5) * 1000),
             key_deserializer=None,
             value_deserializer=None,
             **config,

@@ -63,10 +63,13 @@ class Pipeline:
     def topic(self, role: str) -> str:
         return self.env[f"TANGO_{role.upper()}_TOPIC"]
 
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        log = open(self.workdir / f"{name}.log", "wb")
+    def start(self, name: str, *args: str, script: str = "", env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start ``tango ARGS`` (or a Python ``script``) as process ``name``, logging to NAME.log."""
+        log = open(self.workdir / f"{name}.log", "ab")
+        command = [sys.executable, script] if script else [sys.executable, "-m", "stream_app.cli", *args]
         process = subprocess.Popen(
-            [sys.executable, "-m", "stream_app.cli", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            command, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2],
         )
         self.processes[name] = process
         return process
@@ -102,6 +105,19 @@ class Pipeline:
         finally:
             admin.close()
 
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited with {process.returncode}:\n{self.log(name)[-3000:]}")
+
+    def stop(self, name: str, sig: int = 15, timeout: float = 30) -> float:
+        """Signal process ``name`` and wait for it; returns how long it took to exit."""
+        process = self.processes.pop(name)
+        started = time.monotonic()
+        process.send_signal(sig)
+        process.wait(timeout)
+        return time.monotonic() - started
+
     def read(self, role: str, until: int, timeout: float, settle: float = 3.0) -> list:
         """Records of a topic: read until ``until`` arrived and ``settle`` s pass with nothing new."""
         consumer = KafkaConsumer(
@@ -121,9 +137,7 @@ class Pipeline:
                     last_new = time.monotonic()
                 if len(records) >= until and time.monotonic() - last_new > settle:
                     break
-                for name, process in self.processes.items():
-                    if process.poll() is not None:
-                        raise AssertionError(f"{name} exited with {process.returncode}:\n{self.log(name)[-3000:]}")
+                self.check_alive()
         finally:
             consumer.close()
         return records

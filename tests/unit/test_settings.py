@@ -10,7 +10,7 @@ from stream_app import cli
 from stream_app.settings import Settings, env_name, flag_name, setting_names, settings_from_args
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-WAITS = ("student_batch_wait", "teacher_batch_wait", "merge_batch_wait", "max_poll_interval_s", "summary_interval_s")
+WAITS = ("student_batch_wait", "teacher_batch_wait", "merge_batch_wait", "max_poll_interval_s", "session_timeout_s", "summary_interval_s", "shutdown_timeout_s")
 COUNTS = ("input_partitions", "teacher_partitions", "result_partitions", "replication_factor", "student_batch_size",
           "teacher_batch_size", "merge_batch_size", "max_text_chars", "dedup_window", "torch_threads", "teacher_token_budget")
 

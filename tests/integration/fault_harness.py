@@ -1,0 +1,88 @@
+"""A paced run of the pipeline into which a test injects faults, and the checks after it."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from tests.integration.pipeline_harness import Pipeline, tweet_texts
+
+FAULT_TWEETS = int(os.environ.get("TANGO_FAULT_TWEETS", "5000"))
+
+
+@dataclass
+class FaultRun:
+    pipeline: Pipeline
+    count: int = FAULT_TWEETS
+    produce_seconds: float = 12.0
+    prefix: str = "f"
+    events: list[tuple[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._producer_thread: threading.Thread | None = None
+        self._offsets = KafkaConsumer(bootstrap_servers=self.pipeline.bootstrap)
+
+    def mark(self, what: str) -> None:
+        self.events.append((what, time.monotonic()))
+
+    def start_producing(self) -> None:
+        """Send ``count`` tweets spread over ``produce_seconds``, in the background."""
+        values = [orjson.dumps({"id": f"{self.prefix}{i}", "text": t}) for i, t in enumerate(tweet_texts(self.count, seed=7))]
+
+        def produce() -> None:
+            producer = KafkaProducer(bootstrap_servers=self.pipeline.bootstrap, acks="all", linger_ms=20, retries=50,
+                                     reconnect_backoff_max_ms=2000, request_timeout_ms=60_000)
+            chunks = 50
+            per_chunk = max(1, len(values) // chunks)
+            for start in range(0, len(values), per_chunk):
+                for value in values[start : start + per_chunk]:
+                    producer.send(self.pipeline.topic("input"), value=value)
+                time.sleep(self.produce_seconds / chunks)
+            producer.flush()
+            producer.close()
+
+        self._producer_thread = threading.Thread(target=produce, daemon=True)
+        self._producer_thread.start()
+        self.mark("producing")
+
+    def output_count(self) -> int:
+        topic = self.pipeline.topic("output")
+        try:
+            partitions = self._offsets.partitions_for_topic(topic) or set()
+            return sum(self._offsets.end_offsets([TopicPartition(topic, p) for p in partitions]).values())
+        except Exception:  # the broker may be down in a scenario
+            return -1
+
+    def wait_output(self, at_least: int, timeout: float = 180.0) -> float:
+        """Block until the output holds ``at_least`` records; returns when it did."""
+        deadline = time.monotonic() + timeout
+        while self.output_count() < at_least:
+            assert time.monotonic() < deadline, f"output stuck below {at_least} (at {self.output_count()})"
+            self.pipeline.check_alive()
+            time.sleep(0.1)
+        return time.monotonic()
+
+    def recovery_after(self, fault_at: float, timeout: float = 180.0) -> float:
+        """Seconds from ``fault_at`` until the output grows again."""
+        before = self.output_count()
+        reached = self.wait_output(before + 1, timeout)
+        return round(reached - fault_at, 2)
+
+    def finish(self, timeout: float = 300.0) -> dict:
+        """Wait for every id, then check: each exactly once; returns counts for the report."""
+        if self._producer_thread is not None:
+            self._producer_thread.join(timeout)
+        records = self.pipeline.read("output", until=self.count, timeout=timeout, settle=5.0)
+        self._offsets.close()
+        ids = Counter(orjson.loads(r.value)["id"] for r in records)
+        expected = {f"{self.prefix}{i}" for i in range(self.count)}
+        lost = len(expected - set(ids))
+        duplicates = sum(n - 1 for n in ids.values())
+        return {"tweets": self.count, "outputs": len(records), "lost": lost, "duplicates": duplicates,
+                "unexpected": len(set(ids) - expected)}

@@ -1,0 +1,185 @@
+"""The fault suite: each scenario injects a fault mid-run into the real pipeline on the real
+broker, then checks that every input id is in the output exactly once.
+
+CI runs it at 5,000 tweets; ``scripts/chaos.sh`` at 50,000 (``TANGO_FAULT_TWEETS``).
+Each prints a ``[faults]`` line: duplicates (must be 0), lost (must be 0), recovery time.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from models.testing import make_tiny_bundle
+from tests.integration.fault_harness import FaultRun
+from tests.integration.pipeline_harness import Pipeline, running, summaries, tweet_texts
+
+pytestmark = pytest.mark.faults
+
+SLOW_TEACHER = str(Path(__file__).with_name("slow_teacher.py"))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle"), tweet_texts(400, seed=1), teacher_fraction=0.3)
+
+
+def report(capsys, scenario: str, result: dict, **extra) -> None:
+    with capsys.disabled():
+        print(f"\n[faults] {json.dumps({'scenario': scenario, **result, **extra})}")
+    assert result["lost"] == 0, f"{scenario}: lost {result['lost']} ids"
+    assert result["unexpected"] == 0
+    assert result["duplicates"] == 0, f"{scenario}: {result['duplicates']} duplicates in the output"
+
+
+def wait_members(pipeline: Pipeline, n: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while pipeline.group_members(pipeline.env["TANGO_TEACHER_GROUP"]) != n:
+        assert time.monotonic() < deadline, f"teacher group never reached {n} members"
+        time.sleep(0.5)
+
+
+def test_kill_stream_worker(kafka_local, bundle, tmp_path, capsys):
+    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
+    with running(pipeline):
+        pipeline.start("teacher", "teacher")
+        stream = pipeline.start("stream", "stream")
+        run = FaultRun(pipeline)
+        run.start_producing()
+        run.wait_output(run.count // 5)
+        killed_at = time.monotonic()
+        pipeline.processes.pop("stream")
+        stream.kill()
+        stream.wait()
+        pipeline.start("stream-2", "stream")
+        recovery = run.recovery_after(killed_at)
+        result = run.finish()
+    report(capsys, "kill -9 stream worker", result, recovery_s=recovery)
+
+
+def test_kill_one_of_two_teachers(kafka_local, bundle, tmp_path, capsys):
+    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
+    with running(pipeline):
+        pipeline.start("teacher-1", "teacher")
+        pipeline.start("teacher-2", "teacher")
+        pipeline.start("stream", "stream")
+        wait_members(pipeline, 2)
+        run = FaultRun(pipeline)
+        run.start_producing()
+        run.wait_output(run.count // 4)
+        killed_at = time.monotonic()
+        pipeline.stop("teacher-1", signal.SIGKILL)
+        wait_members(pipeline, 1)  # the survivor took over every partition
+        takeover = round(time.monotonic() - killed_at, 2)
+        time.sleep(2)
+        pipeline.start("teacher-1b", "teacher")
+        result = run.finish()
+    report(capsys, "kill -9 one of two teachers", result, takeover_s=takeover)
+
+
+def test_scale_teachers_1_3_1(kafka_local, bundle, tmp_path, capsys):
+    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
+    with running(pipeline):
+        pipeline.start("teacher-1", "teacher")
+        pipeline.start("stream", "stream")
+        wait_members(pipeline, 1)
+        run = FaultRun(pipeline, produce_seconds=15)
+        run.start_producing()
+        run.wait_output(run.count // 5)
+        pipeline.start("teacher-2", "teacher")
+        pipeline.start("teacher-3", "teacher")
+        wait_members(pipeline, 3)
+        run.wait_output(run.count // 2)
+        stopped = [pipeline.stop(name, signal.SIGTERM) for name in ("teacher-2", "teacher-3")]
+        result = run.finish()
+    report(capsys, "teachers 1 -> 3 -> 1", result, sigterm_exit_s=[round(s, 2) for s in stopped])
+    assert max(stopped) < 10.0  # the default shutdown bound
+
+
+def test_broker_restart(make_kafka, bundle, tmp_path, capsys):
+    kafka = make_kafka()
+    kafka.up(wait_s=120)
+    pipeline = Pipeline(kafka.bootstrap, bundle, tmp_path)
+    with running(pipeline):
+        pipeline.start("teacher", "teacher")
+        pipeline.start("stream", "stream")
+        wait_members(pipeline, 1)
+        run = FaultRun(pipeline, produce_seconds=20)
+        run.start_producing()
+        run.wait_output(run.count // 5)
+        kafka.down()
+        down_at = time.monotonic()
+        time.sleep(5)
+        kafka.up(wait_s=120)
+        recovery = run.recovery_after(down_at, timeout=240)
+        result = run.finish(timeout=400)
+    report(capsys, "broker stopped and started", result, recovery_s=recovery)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_all_teachers_down_then_drain(kafka_local, bundle, tmp_path, capsys):
+    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
+    with running(pipeline):
+        stream = pipeline.start("stream", "stream")
+        run = FaultRun(pipeline, produce_seconds=10)
+        run.start_producing()
+        rss = []
+        deadline = time.monotonic() + 25  # teachers down: requests wait in Kafka
+        while time.monotonic() < deadline:
+            rss.append(_rss_mb(stream.pid))
+            time.sleep(1)
+        waiting = run.count - run.output_count()
+        assert waiting > 0, "with no teacher, the unsure tweets must wait"
+        started = time.monotonic()
+        pipeline.start("teacher-1", "teacher")
+        pipeline.start("teacher-2", "teacher")
+        result = run.finish()
+        drained = round(time.monotonic() - started, 2)
+    quarter = max(1, len(rss) // 4)
+    first, last = max(rss[:quarter]), max(rss[-quarter:])
+    report(capsys, "all teachers down, then started", result, waiting_in_kafka=waiting, drain_s=drained,
+           stream_rss_mb={"first_quarter": round(first, 1), "last_quarter": round(last, 1)})
+    assert last <= first * 1.10 + 20, "the stream worker's memory grew while teachers were down"
+
+
+def test_teacher_slower_than_poll_interval(kafka_local, bundle, tmp_path, capsys):
+    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
+    slow = {"TANGO_MAX_POLL_INTERVAL_S": "4", "TANGO_TEST_STALL_S": "6", "TANGO_SESSION_TIMEOUT_S": "10"}
+    with running(pipeline):
+        pipeline.start("teacher", script=SLOW_TEACHER, env=slow)
+        pipeline.start("stream", "stream")
+        wait_members(pipeline, 1)
+        run = FaultRun(pipeline)
+        run.start_producing()
+        result = run.finish(timeout=400)
+        log = pipeline.log("teacher")
+    moved = log.count("their new owner redelivers it") + log.count("commit failed")
+    report(capsys, "teacher slower than the poll interval", result, stalled_batches=2, uncommitted_batches=moved)
+    assert moved <= 4, "the worker kept losing its partitions: a rebalance loop"
+    teacher_summaries = summaries(log, "teacher")
+    assert sum(s["records"] for s in teacher_summaries) > 0
+
+
+def test_sigterm_restart_stream_worker(kafka_local, bundle, tmp_path, capsys):
+    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
+    with running(pipeline):
+        pipeline.start("teacher", "teacher")
+        pipeline.start("stream", "stream")
+        run = FaultRun(pipeline)
+        run.start_producing()
+        run.wait_output(run.count // 4)
+        took = pipeline.stop("stream", signal.SIGTERM)
+        pipeline.start("stream-2", "stream")
+        result = run.finish()
+    report(capsys, "SIGTERM and restart of the stream worker", result, sigterm_exit_s=round(took, 2))
+    assert took < 10.0
