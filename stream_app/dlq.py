@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import sys
 import time
 from collections import Counter
@@ -566,18 +567,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     counts: Counter[str] = Counter()
     out = sys.stdout
     try:
-        listing = filter_listing(
-            read_dead_letters(settings, start=args.since_offset),
-            reasons=args.reason or None,
-            since_offset=args.since_offset,
-            max_records=args.max,
-        )
-        for d in listing:
-            counts[d.reason] += 1
-            if args.json:
-                out.write(orjson.dumps(to_json(d)).decode() + "\n")
-            else:
-                out.write(format_line(d) + "\n")
+        with contextlib.closing(read_dead_letters(settings, start=args.since_offset)) as dead_letters:
+            for d in filter_listing(dead_letters, reasons=args.reason or None, since_offset=args.since_offset, max_records=args.max):
+                counts[d.reason] += 1
+                out.write((orjson.dumps(to_json(d)).decode() if args.json else format_line(d)) + "\n")
         out.flush()
     except TopicMissing as exc:
         return _fail(str(exc))

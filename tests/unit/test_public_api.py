@@ -15,7 +15,7 @@ import stream_app
 from stream_app import cli
 from stream_app.settings import Settings
 
-CORE_COMMANDS = ["demo", "kafka", "produce", "settings", "stream", "tail", "teacher"]
+CORE_COMMANDS = ["demo", "dlq", "kafka", "produce", "settings", "stream", "tail", "teacher"]
 MODEL_COMMANDS = {"train", "evaluate", "wos"}  # being added by the models CLI; may be absent
 
 SETTINGS_FIELDS = {
@@ -59,7 +59,7 @@ def test_subcommand_required():
 
 @pytest.mark.parametrize("command", CORE_COMMANDS)
 def test_every_subcommand_dispatches_to_a_function(command):
-    argv = {"produce": ["produce", "-"], "kafka": ["kafka", "status"]}.get(command, [command])
+    argv = {"produce": ["produce", "-"], "kafka": ["kafka", "status"], "dlq": ["dlq", "list"]}.get(command, [command])
     args = cli.build_parser().parse_args(argv)
     assert callable(args.func)
     assert args.command == command
