@@ -42,21 +42,27 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
     from stream_app.kafka_clients import ensure_topics
-    from stream_app.stream_worker import build_student_stage, create_app
     from stream_app.shutdown import start_shutdown_watchdog
+    from stream_app.stream_worker import build_student_stage, create_app
     from stream_app.telemetry import stdlib_logging_config
 
     settings = _settings(args)
     check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
     torch.set_num_threads(settings.torch_threads)
-    bundle = _load_bundle(settings)
     ensure_topics(settings)
-    student = build_student_stage(settings, bundle)
-    app = create_app(settings, student)
-    structlog.get_logger("tango.stream").info(
-        "stream worker starting", bundle=str(bundle.root), student=student.student_version,
-        threshold=student.threshold, temperature=student.temperature, input_topic=settings.input_topic,
-    )
+    log = structlog.get_logger("tango.stream")
+    if args.passthrough:
+        app = create_app(settings, None)
+        log.info("passthrough worker starting (no model)", input_topic=settings.input_topic, output_topic=settings.output_topic)
+    else:
+        bundle = _load_bundle(settings)
+        student = build_student_stage(settings, bundle)
+        app = create_app(settings, student)
+        log.info(
+            "stream worker starting", bundle=str(bundle.root), student=student.student_version,
+            threshold=student.threshold, temperature=student.temperature, input_topic=settings.input_topic,
+        )
+
     class StreamWorker(Worker):
         def _schedule_shutdown(self, signum) -> None:  # SIGTERM/SIGINT: shut down within the bound
             if not self._signal_stop_time:
@@ -184,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     kafka_local.add_cli(commands)
 
     stream = commands.add_parser("stream", help="run a stream worker: the student agent and the merge")
+    stream.add_argument("--passthrough", action="store_true",
+                        help="benchmark only: forward input records unchanged to the output topic, no model")
     add_setting_flags(stream)
     stream.set_defaults(func=cmd_stream)
 
@@ -206,9 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(tail)
     tail.set_defaults(func=cmd_tail)
 
-    from stream_app import demo
+    from stream_app import bench, demo
 
     demo.add_cli(commands)
+    bench.add_cli(commands)
 
     from stream_app import dlq
 

@@ -206,3 +206,21 @@ class MergeStage:
             else:
                 out.duplicates += 1
         return out
+
+
+@dataclass(frozen=True)
+class PassthroughStage:
+    """Forward every record unchanged (benchmark ceiling of the transport, no model).
+
+    The input record's timestamp rides along in the ``tango.produced_at`` header so the
+    benchmark can measure latency without touching the value.
+    """
+
+    output_topic: str
+
+    def __call__(self, records: Sequence[Incoming]) -> StageResult:
+        out = StageResult()
+        for r in records:
+            key = r.key if r.key is not None else f"{r.source.topic}:{r.source.partition}:{r.source.offset}".encode()
+            out.outputs.append(Output(self.output_topic, key, r.value or b"", (("tango.produced_at", repr(r.timestamp).encode()),)))
+        return out

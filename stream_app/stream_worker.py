@@ -24,7 +24,7 @@ from stream_app.kafka_clients import faust_credentials
 from stream_app.merge_recovery import recent_output_keys
 from stream_app.records import Source
 from stream_app.settings import Settings
-from stream_app.stages import Incoming, MergeStage, Output, StageResult, StudentStage
+from stream_app.stages import Incoming, MergeStage, Output, PassthroughStage, StageResult, StudentStage
 from stream_app.telemetry import Counters
 
 log = structlog.get_logger("tango.stream")
@@ -62,7 +62,8 @@ def incoming(event: faust.EventT) -> Incoming:
     )
 
 
-def create_app(settings: Settings, student: StudentStage) -> faust.App:
+def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
+    """The stream worker's Faust app; ``student=None`` builds the passthrough benchmark app."""
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -143,6 +144,15 @@ def create_app(settings: Settings, student: StudentStage) -> faust.App:
                 await queue.put(event)
         finally:
             processor.cancel()
+
+    if student is None:
+
+        @app.agent(input_topic, name="passthrough")
+        async def passthrough_agent(stream: faust.StreamT) -> None:
+            stage = PassthroughStage(settings.output_topic)
+            await run_batched(stream, settings.student_batch_size, settings.student_batch_wait, stage, student_counters, off_loop=False)
+
+        return app
 
     @app.agent(input_topic, name="student")
     async def student_agent(stream: faust.StreamT) -> None:

@@ -1,0 +1,44 @@
+"""A smoke run of ``tango bench`` (tiny bundle, few records): the report has its documented shape."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import orjson
+
+from models.testing import make_tiny_bundle
+from tests.integration.pipeline_harness import tweet_texts
+
+
+def test_bench_smoke(kafka_local, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    labels = ["negative", "neutral", "positive"]
+    texts = tweet_texts(120, seed=5)
+    (data / "labels.json").write_text(json.dumps(labels))
+    for split in ("train", "validation", "test"):
+        (data / f"{split}.jsonl").write_bytes(b"".join(orjson.dumps({"text": t, "label": i % 3}) + b"\n" for i, t in enumerate(texts)))
+    bundle = make_tiny_bundle(tmp_path / "bundle", texts, labels=labels)
+    out = tmp_path / "bench" / "bench.json"
+    subprocess.run(
+        [sys.executable, "-m", "stream_app.cli", "bench", "--records", "300", "--warmup", "20", "--data", str(data),
+         "--out", str(out), "--external-kafka", "--bootstrap-servers", kafka_local.bootstrap, "--bundle", str(bundle),
+         "--timeout", "240", "--logs", str(tmp_path / "logs")],
+        check=True, timeout=900,
+    )
+    report = json.loads(out.read_text())
+    assert report["records"] == 300
+    assert set(report["configs"]) == {"passthrough", "student", "teacher", "cascade-1", "cascade-2"}
+    for name, config in report["configs"].items():
+        assert config["records"] == 300, name
+        assert config["throughput"] > 0 and config["cpu_s_per_1k"] > 0
+        assert set(config["peak_rss_mb"]) >= {"stream"}
+        for tier in config["latency_ms"].values():
+            assert tier["p50"] <= tier["p95"] <= tier["p99"]
+    assert report["configs"]["student"]["teacher_fraction"] == 0.0
+    assert report["configs"]["teacher"]["teacher_fraction"] > 0.95
+    assert 0 < report["configs"]["cascade-1"]["teacher_fraction"] < 1
+    assert set(report["ratios"]) == {"cascade_vs_teacher", "student_vs_passthrough"}
+    assert out.with_suffix(".md").is_file() and out.with_suffix(".png").stat().st_size > 0
