@@ -151,10 +151,11 @@ def check_connection(settings: Settings, timeout_s: float = 15) -> None:
     Authentication, TLS and mechanism errors are not retried: they will not heal.
 
     The check uses aiokafka's connection (the library of the teacher workers and, under
-    Faust, of the stream workers) rather than kafka-python: kafka-python 3.0 drops the
-    broker's SaslAuthenticate error when the broker closes the socket right after sending
-    it, which Kafka always does after a failed authentication, so it only ever reports
-    "Unable to bootstrap" after its whole timeout.
+    Faust, of the stream workers) rather than kafka-python: after a failed authentication
+    Kafka sends its error response and closes the connection at once (after
+    ``connection.failed.authentication.delay.ms``), and kafka-python 3.0 drops bytes that
+    arrive together with the close, so it never sees the error; it reports "Unable to
+    bootstrap" once its whole bootstrap timeout has passed.
     """
     _check_settings(settings)
     outcome: list[BaseException | None] = []

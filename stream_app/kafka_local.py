@@ -245,6 +245,7 @@ class LocalKafka:
         """
         pid = self._running_pid()
         if pid is not None:
+            self._check_scram_users()  # a running broker cannot gain users either
             self._wait_ready(pid, time.monotonic() + wait_s)
             return self.bootstrap
 
@@ -372,15 +373,7 @@ class LocalKafka:
         """
         fingerprint_file = self.data_dir / _SCRAM_FILE
         if (self.log_dir / "meta.properties").is_file():
-            if self.scram_users:
-                try:
-                    formatted_with = fingerprint_file.read_text().strip()
-                except OSError:
-                    formatted_with = "(none)"
-                if formatted_with != _scram_fingerprint(self.scram_users):
-                    raise KafkaLocalError(
-                        f"{self.data_dir} was formatted with other SCRAM users than requested; SCRAM users "
-                        "are created only when storage is formatted: wipe the data dir (or use another) first")
+            self._check_scram_users()
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
         scram_args: list[str] = []
@@ -405,6 +398,19 @@ class LocalKafka:
             fingerprint_file.write_text(_scram_fingerprint(self.scram_users) + "\n")
         else:
             fingerprint_file.unlink(missing_ok=True)
+
+    def _check_scram_users(self) -> None:
+        """Refuse a formatted data dir whose SCRAM users are not the requested ones."""
+        if not self.scram_users or not (self.log_dir / "meta.properties").is_file():
+            return
+        try:
+            formatted_with = (self.data_dir / _SCRAM_FILE).read_text().strip()
+        except OSError:
+            formatted_with = "(none)"
+        if formatted_with != _scram_fingerprint(self.scram_users):
+            raise KafkaLocalError(
+                f"{self.data_dir} was formatted with other SCRAM users than requested; SCRAM users are "
+                "created only when storage is formatted: wipe the data dir (or use another) first")
 
     def _running_pid(self) -> int | None:
         """Pid from the pid file if that process is alive and is *this* broker."""

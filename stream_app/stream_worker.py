@@ -66,7 +66,7 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
     """The stream worker's Faust app; ``student=None`` builds the passthrough benchmark app."""
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",") if server.strip()],
         broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
