@@ -206,7 +206,29 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_models_bench(args: argparse.Namespace) -> int:
+    from models.microbench import run_microbench
+    from stream_app.demo import default_dataset, load_split
+
+    settings = settings_from_args(args)
+    texts, labels, _ = load_split(args.data or default_dataset(), args.split, args.limit)
+    report = run_microbench(settings.bundle, texts, labels, teacher_batch=settings.teacher_batch_size, threads=settings.torch_threads)
+    text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
 def add_cli(commands) -> None:
+    models = commands.add_parser("bench-models", help="micro-benchmark the student and teacher alone (fp32/int8, padded/bucketed)")
+    models.add_argument("--data", default="", help="labelled dataset (default: ../shared/data/emotion, else dair-ai/emotion)")
+    models.add_argument("--split", default="test")
+    models.add_argument("--limit", type=int, default=0, help="use the first N records (0: all)")
+    models.add_argument("--out", default="", help="also write the JSON report here")
+    add_setting_flags(models)
+    models.set_defaults(func=run_models_bench)
+
     bench = commands.add_parser("bench", help="benchmark passthrough, student-only, teacher-only and the cascade on the local broker")
     bench.add_argument("--out", default="bench.json", help="JSON report; the markdown table and the plot go beside it")
     bench.add_argument("--records", type=int, default=20_000, help="records per configuration (the split is replayed with unique ids)")

@@ -109,18 +109,31 @@ class LocalRun:
                 process.wait()
 
     def send(self, items: list[tuple[str, str]]) -> float:
-        """Send (id, text) pairs to the input topic; returns the time the first was sent."""
-        from kafka import KafkaProducer
+        """Send (id, text) pairs to the input topic as fast as the client can; returns when the first was sent.
 
-        from stream_app.kafka_clients import kafka_python_config
+        aiokafka rather than kafka-python: the benchmark's producer must not be its bottleneck.
+        """
+        import asyncio
 
-        producer = KafkaProducer(acks="all", linger_ms=10, batch_size=512 * 1024, **kafka_python_config(self.settings))
-        started = time.time()
-        for tweet_id, text in items:
-            producer.send(self.settings.input_topic, key=tweet_id.encode(), value=orjson.dumps({"id": tweet_id, "text": text}))
-        producer.flush()
-        producer.close()
-        return started
+        from aiokafka import AIOKafkaProducer
+
+        from stream_app.kafka_clients import aiokafka_config
+
+        values = [(tweet_id.encode(), orjson.dumps({"id": tweet_id, "text": text})) for tweet_id, text in items]
+
+        async def produce() -> float:
+            producer = AIOKafkaProducer(acks="all", linger_ms=10, max_batch_size=256 * 1024, **aiokafka_config(self.settings))
+            await producer.start()
+            try:
+                started = time.time()
+                for key, value in values:
+                    await producer.send(self.settings.input_topic, value=value, key=key)
+                await producer.flush()
+                return started
+            finally:
+                await producer.stop()
+
+        return asyncio.run(produce())
 
     def consumer(self):
         """A consumer positioned at the start of the output topic (create it before sending)."""

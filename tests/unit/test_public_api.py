@@ -15,7 +15,7 @@ import stream_app
 from stream_app import cli
 from stream_app.settings import Settings
 
-CORE_COMMANDS = ["bench", "demo", "dlq", "kafka", "produce", "settings", "stream", "tail", "teacher"]
+CORE_COMMANDS = ["bench", "bench-models", "demo", "dlq", "kafka", "produce", "settings", "stream", "tail", "teacher"]
 MODEL_COMMANDS = {"train", "evaluate", "wos"}  # being added by the models CLI; may be absent
 
 SETTINGS_FIELDS = {
