@@ -180,7 +180,10 @@ class LocalRun:
 
         admin = KafkaAdminClient(**kafka_python_config(self.settings))
         try:
-            return len((admin.describe_groups([group]).get(group) or {}).get("members") or [])
+            described = admin.describe_groups([group]).get(group) or {}
+            if described.get("group_state") != "Stable":
+                return 0  # a rebalance is under way: members may not have their partitions yet
+            return len(described.get("members") or [])
         except KafkaError:
             return 0
         finally:
