@@ -18,7 +18,7 @@ UNK = "[UNK]"
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    per_text: int = 4  # augmented texts made from each original
+    per_text: int = 8  # augmented texts made from each original
     p_mask: float = 0.1
     p_drop: float = 0.1
     p_swap: float = 0.1

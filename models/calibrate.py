@@ -132,8 +132,9 @@ def choose_threshold(rows: Sequence[SweepRow], teacher_accuracy: float, margin: 
     return Choice(best, "fallback: no threshold within the margin; most accurate")
 
 
-def time_per_record(fn: Callable[[list[str]], object], texts: Sequence[str], batch_size: int = 64, repeats: int = 2) -> float:
-    """Seconds per record of ``fn`` on ``texts`` in batches (best of ``repeats``, after a warm-up)."""
+def time_per_record(fn: Callable[[list[str]], object], texts: Sequence[str], batch_size: int = 64, repeats: int = 5) -> float:
+    """Seconds per record of ``fn`` on ``texts`` in batches: the best of ``repeats`` passes after
+    a warm-up, so that other work on the machine inflates it as little as possible."""
     texts = list(texts)
     if not texts:
         return 0.0

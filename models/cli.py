@@ -43,7 +43,7 @@ def add_cli(subparsers) -> None:
     train.add_argument("--teacher-budget", type=_fraction, default=None, help="instead of --margin: largest fraction of records routed to the teacher")
     train.add_argument("--max-length", type=int, default=64)
     train.add_argument("--seed", type=int, default=13)
-    train.add_argument("--augment-per-text", type=int, default=4, help="augmented transfer texts made from each training text (0: none)")
+    train.add_argument("--augment-per-text", type=int, default=8, help="augmented transfer texts made from each training text (0: none)")
     train.add_argument("--train-limit", type=int, default=0, help="subsample the train split to this many records (0: all)")
     train.add_argument("--transfer-limit", type=int, default=0, help="at most this many train texts seed the augmented transfer set (0: all)")
     train.add_argument("--student-epochs", type=int, default=0, help="override the students' distillation epochs")
@@ -86,7 +86,7 @@ def config_from_args(args):
     from models.teacher_train import TeacherConfig  # noqa: PLC0415
 
     extra: dict = {}
-    if args.augment_per_text != 4:
+    if args.augment_per_text != 8:
         extra["augment"] = {"per_text": args.augment_per_text}
     distill = {}
     if args.student_epochs:

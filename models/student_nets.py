@@ -15,17 +15,50 @@ from models.student_tokenizer import PAD_ID
 
 
 class MLPStudent(nn.Module):
-    """Mean of word embeddings, one hidden layer (Tango's 80K-parameter student)."""
+    """Pooled word embeddings, one hidden layer (Tango's 80K-parameter student).
 
-    def __init__(self, vocab_size: int, num_labels: int, embed_dim: int = 16, hidden_dim: int = 64, dropout: float = 0.1):
+    ``pooling="mean"`` (the default) averages the embeddings; ``pooling="attention"``
+    learns one scalar score per vocabulary entry and takes the softmax-weighted sum, so
+    that "sad" counts for more than "i" and "feel" (``vocab_size`` more parameters).
+    With attention pooling, ``bigram_buckets > 0`` adds hashed word bigrams (fastText
+    style) as further tokens of the bag, each with an embedding and a score.
+    """
+
+    def __init__(
+        self, vocab_size: int, num_labels: int, embed_dim: int = 16, hidden_dim: int = 64, dropout: float = 0.1,
+        pooling: str = "mean", bigram_buckets: int = 0,
+    ):
         super().__init__()
-        self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, mode="sum", padding_idx=PAD_ID)
+        if pooling not in ("mean", "attention"):
+            raise ValueError(f"pooling must be 'mean' or 'attention', got {pooling!r}")
+        if bigram_buckets and pooling != "attention":
+            raise ValueError("bigram_buckets needs pooling='attention'")
+        self.pooling = pooling
+        self.bigram_buckets = bigram_buckets
+        if pooling == "mean":
+            self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, mode="sum", padding_idx=PAD_ID)
+        else:
+            self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+            self.score = nn.Embedding(vocab_size, 1, padding_idx=PAD_ID)
+        if bigram_buckets:
+            self.bigram_embedding = nn.Embedding(bigram_buckets, embed_dim)
+            self.bigram_score = nn.Embedding(bigram_buckets, 1)
         self.hidden = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout))
         self.out = nn.Linear(hidden_dim, num_labels)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        counts = (ids != PAD_ID).sum(dim=1, keepdim=True).clamp(min=1)
-        pooled = self.embedding(ids) / counts
+        mask = ids != PAD_ID
+        if self.pooling == "mean":
+            pooled = self.embedding(ids) / mask.sum(dim=1, keepdim=True).clamp(min=1)
+        else:
+            vectors, scores = self.embedding(ids), self.score(ids).squeeze(-1)
+            if self.bigram_buckets:
+                pairs = (ids[:, :-1] * 1_000_003 + ids[:, 1:]) % self.bigram_buckets
+                vectors = torch.cat([vectors, self.bigram_embedding(pairs)], dim=1)
+                scores = torch.cat([scores, self.bigram_score(pairs).squeeze(-1)], dim=1)
+                mask = torch.cat([mask, mask[:, :-1] & mask[:, 1:]], dim=1)
+            weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1).nan_to_num(0.0)
+            pooled = (weights.unsqueeze(-1) * vectors).sum(dim=1)
         return self.out(self.hidden(pooled))
 
 
