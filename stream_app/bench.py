@@ -161,14 +161,17 @@ def plot(report: dict, path: Path) -> None:
 
     names = list(report["configs"])
     throughput = [report["configs"][n]["throughput"] for n in names]
-    accuracy = [(report["configs"][n]["accuracy"] or 0) * 100 for n in names]
+    accuracy = [float("nan") if report["configs"][n]["accuracy"] is None else report["configs"][n]["accuracy"] * 100 for n in names]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.bar(names, throughput, color="#4c72b0")
     ax.set_ylabel("end-to-end records/s")
     ax.set_yscale("log")
     ax2 = ax.twinx()
-    ax2.plot(names, accuracy, "o-", color="#dd8452")
-    ax2.set_ylabel("accuracy (%)")
+    ax2.plot(names, accuracy, "o", color="#dd8452", markersize=9)  # passthrough has no accuracy
+    ax2.set_ylabel("accuracy (%), dots")
+    known = [a for a in accuracy if a == a]
+    if known:
+        ax2.set_ylim(max(0.0, min(known) - 3), min(100.0, max(known) + 1))
     ax.set_title(f"tango bench: {report['records']} records per configuration")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
