@@ -83,6 +83,9 @@ class LocalRun:
         }
         self.settings = Settings.from_env(self.env)
         self.processes: dict[str, subprocess.Popen] = {}
+        from stream_app.kafka_clients import ensure_topics
+
+        ensure_topics(self.settings)  # before any client of this run subscribes
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.logs / f"{self.id}-{name}.log", "ab")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "TANGO_"
+PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 CACHE_DIR = Path(os.environ.get("TANGO_CACHE_DIR", Path.home() / ".cache" / "tango-stream"))
 
 
@@ -62,7 +63,11 @@ class Settings:
     bundle: str = setting(str(CACHE_DIR / "bundles" / "emotion"), "Model bundle folder (manifest.json, student/, teacher/).")
     threshold: float = setting(-1.0, "Routing threshold on the student's calibrated confidence; negative means the bundle's.")
     teacher_model: str = setting("", "Teacher to serve instead of the bundle's: a local folder or a hub id.")
-    teacher_int8: bool = setting(False, "Run the teacher with int8 dynamic quantisation of its linear layers (CPU).")
+    teacher_int8: bool = setting(
+        True,
+        "Run the teacher with int8 dynamic quantisation of its linear layers (CPU). With length "
+        "bucketing it is 2.6x fp32 padded at no measured accuracy cost (docs/benchmarks.md).",
+    )
     teacher_token_budget: int = setting(4096, "Padded tokens per teacher forward pass; texts are sorted by length and chunked.")
     torch_threads: int = setting(1, "torch intra-op threads of this process's model.")
 
@@ -88,6 +93,23 @@ class Settings:
         "fewer than this many newer ids reached its output partition since it was first emitted. A "
         "worker that gains a partition reads this many of its last output keys back first, so the "
         "window survives restarts and rebalances; memory is about 100 bytes per id.",
+    )
+
+    # --- delivery guarantee ---------------------------------------------------------------
+    processing_guarantee: str = setting(
+        "at_least_once",
+        "at_least_once or exactly_once. at_least_once: a stage produces, waits for the broker's "
+        "acknowledgement, then commits its input offsets; a crash between the two redelivers the batch, "
+        "the merge drops the repeats within dedup_window, and dead letters may repeat. exactly_once: every "
+        "stage (student, teacher workers, merge) writes each batch's outputs, dead letters included, and its "
+        "input offsets in one Kafka transaction per consumed partition, and reads its input read_committed, "
+        "so a redelivered batch's earlier outputs were aborted and are never seen downstream: each result and "
+        "dead letter is in its topic once, whatever dedup_window. Producers are fenced per partition "
+        "(transactional id <group>-<topic>-<partition>). Cost: one producer per consumed partition, a "
+        "transaction commit per partition and batch (four more round trips, a commit marker in every partition "
+        "written), output visible only at commit; on the local 5,000-tweet pipeline about 7% fewer records/s "
+        "(1,079 against 1,160, mean of six runs each, within the runs' spread). Readers of the output must "
+        "use read_committed to benefit.",
     )
 
     # --- runtime --------------------------------------------------------------------------
@@ -128,11 +150,17 @@ class Settings:
             errors.append(f"security_protocol {self.security_protocol!r} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             errors.append("log_level must be debug, info, warning or error")
+        if self.processing_guarantee not in PROCESSING_GUARANTEES:
+            errors.append(f"processing_guarantee {self.processing_guarantee!r} is not one of {', '.join(PROCESSING_GUARANTEES)}")
         if self.log_format not in ("auto", "json", "console"):
             errors.append("log_format must be auto, json or console")
         if errors:
             raise ValueError("invalid settings: " + "; ".join(errors))
         return self
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == "exactly_once"
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes).validated()

@@ -4,6 +4,16 @@ Commit order (the invariant this module keeps): an agent acks a consumed event o
 after every record its batch produced has been acknowledged by the broker
 (``acks=all``), and Faust commits only acked offsets. A crash therefore never loses a
 record; at worst it redelivers a batch, whose repeated results the merge drops.
+
+With ``processing_guarantee=exactly_once`` the agents commit instead: each batch is cut
+by consumed partition, and each part's outputs and next offset go in one transaction of
+that partition's producer (``stream_app.transactions``). Faust's own
+``processing_guarantee="exactly_once"`` is not used: it routes a send to the
+transactional producer of the *destination* partition's number in the *source* topic
+group, so sends to topics the app does not consume (teacher requests, output, dead
+letters) go out outside any transaction, and a send's transaction commits with the
+offsets of an unrelated partition. Faust still consumes (read_committed) and acks the
+events, but its offset commits are turned off: the transactions are the one committer.
 """
 
 from __future__ import annotations
@@ -16,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import faust
 import structlog
+from aiokafka import TopicPartition
+from mode import Service
 
 from models.bundle import Bundle
 from stream_app.batching import collect_batch, queue_fetch
@@ -24,8 +36,10 @@ from stream_app.kafka_clients import faust_credentials
 from stream_app.merge_recovery import recent_output_keys
 from stream_app.records import Source
 from stream_app.settings import Settings
+from stream_app.shutdown import start_shutdown_watchdog
 from stream_app.stages import Incoming, MergeStage, Output, PassthroughStage, StageResult, StudentStage
 from stream_app.telemetry import Counters
+from stream_app.transactions import PartitionTransactions, TransactionFenced
 
 log = structlog.get_logger("tango.stream")
 
@@ -62,9 +76,31 @@ def incoming(event: faust.EventT) -> Incoming:
     )
 
 
+class _BatchesCommitOffsets(Service):
+    """Stands in for Faust's transaction manager in exactly-once mode: Faust's periodic,
+    rebalance and shutdown offset commits become no-ops, because each batch's transaction
+    commits its offsets (one committer)."""
+
+    async def commit(self, offsets: object, start_new_transaction: bool = True) -> bool:
+        return True
+
+
+class TransactionalApp(faust.App):
+    """The exactly-once mode's app: Faust consumes with ``read_committed`` (its consumer's
+    ``in_transaction`` flag selects that isolation level and last-stable-offset high-waters)
+    and hands its offset commits to ``_BatchesCommitOffsets``. Faust's producer and
+    ``processing_guarantee`` stay at-least-once; the agents' transactions do the rest."""
+
+    def _new_consumer(self):  # Faust's factory of its consumer
+        consumer = super()._new_consumer()
+        consumer.in_transaction = True
+        consumer.transactions = _BatchesCommitOffsets(loop=consumer.loop, beacon=consumer.beacon)
+        return consumer
+
+
 def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
     """The stream worker's Faust app; ``student=None`` builds the passthrough benchmark app."""
-    app = faust.App(
+    app = (TransactionalApp if settings.exactly_once else faust.App)(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",") if server.strip()],
         broker_credentials=faust_credentials(settings),
@@ -110,7 +146,8 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
         await asyncio.gather(*futures)  # every record acknowledged before any input is acked
 
     async def run_batched(
-        stream: faust.StreamT, size: int, wait: float, stage, counters: Counters, off_loop: bool, prepare=None
+        stream: faust.StreamT, size: int, wait: float, stage, counters: Counters, off_loop: bool, prepare=None,
+        on_uncommitted=None,
     ) -> None:
         """Feed the agent's events through a deadline batcher into ``stage``."""
         stream = stream.noack()
@@ -121,6 +158,11 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
             loop = asyncio.get_running_loop()
             while True:
                 events = await collect_batch(fetch, size, wait)
+                if transactions is not None:
+                    await process_transactional(events, stage, counters, off_loop, prepare, on_uncommitted)
+                    for event in events:
+                        await stream.ack(event)  # bookkeeping only: Faust's commits are off
+                    continue
                 records = [incoming(e) for e in events]
                 if prepare is not None:
                     await prepare(records)
@@ -145,6 +187,69 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
         finally:
             processor.cancel()
 
+    transactions = PartitionTransactions(settings, settings.app_id) if settings.exactly_once else None
+
+    async def process_transactional(events, stage, counters: Counters, off_loop: bool, prepare, on_uncommitted) -> None:
+        """One transaction per consumed partition of the batch: its outputs and next offset."""
+        assert transactions is not None
+        # An event is committed only in the generation it was fetched in, by the producers
+        # started for that generation; older ones are re-read by Faust after the rebalance.
+        try:
+            transactions.check_fenced()
+        except TransactionFenced as exc:
+            await fatal(exc)
+            raise
+        newest = max(e.message.generation_id for e in events)
+        await transactions.ready.wait()
+        while transactions.generation < newest:  # the new assignment's producers are starting
+            await asyncio.sleep(0.05)
+            await transactions.ready.wait()
+        generation = transactions.generation
+        parts: dict[TopicPartition, list[Incoming]] = {}
+        stale = 0
+        for e in events:
+            tp = TopicPartition(e.message.topic, e.message.partition)
+            part = parts.setdefault(tp, [])
+            if (e.message.generation_id != generation or transactions.is_stale(tp, e.message.offset)
+                    or (part and e.message.offset <= part[-1].source.offset)):  # a copy re-read in the batch
+                stale += 1
+                continue
+            part.append(incoming(e))
+        parts = {tp: part for tp, part in parts.items() if part}
+        if stale:
+            log.info("skipped events of an earlier assignment or already committed", events=stale)
+        if not parts:
+            return
+        records = [r for part in parts.values() for r in part]
+        if prepare is not None:
+            await prepare(records)
+
+        def run_parts() -> list[StageResult]:
+            return [stage(part) for part in parts.values()]
+
+        if off_loop:
+            results = await asyncio.get_running_loop().run_in_executor(executor, run_parts)
+        else:
+            results = run_parts()
+        committed = await asyncio.gather(*(
+            transactions.commit(tp, result.outputs, part[-1].source.offset + 1, generation)
+            for (tp, part), result in zip(parts.items(), results)
+        ))
+        for (tp, part), result, ok in zip(parts.items(), results, committed):
+            if not ok:
+                if on_uncommitted is not None:
+                    on_uncommitted(tp)
+                continue
+            counters.add_batch(len(part), result.to_teacher)
+            counters.duplicates += result.duplicates
+            for reason in result.dead_letters:
+                counters.add_dead_letter(reason)
+
+    async def fatal(exc: BaseException) -> None:
+        log.error("exactly-once processing cannot go on; exiting so the worker restarts", error=str(exc))
+        start_shutdown_watchdog(settings.shutdown_timeout_s, "stream")
+        await app.crash(exc)
+
     if student is None:
 
         @app.agent(input_topic, name="passthrough")
@@ -160,7 +265,8 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
 
     @app.agent(results_topic, name="merge")
     async def merge_agent(stream: faust.StreamT) -> None:
-        await run_batched(stream, settings.merge_batch_size, settings.merge_batch_wait, merge, merge_counters, off_loop=False, prepare=restore_dedup)
+        await run_batched(stream, settings.merge_batch_size, settings.merge_batch_wait, merge, merge_counters, off_loop=False,
+                          prepare=restore_dedup, on_uncommitted=forget_uncommitted)
 
     @app.timer(settings.summary_interval_s)
     async def summary() -> None:
@@ -179,12 +285,37 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
                 merge.recent.remember(partition, keys)
             restored.update(new)
 
+    def forget_uncommitted(tp: TopicPartition) -> None:
+        # exactly-once: a merge batch part whose transaction did not commit was remembered
+        # by the window; forget the partition and read it back from the output first
+        merge.recent.forget(tp.partition)
+        restored.discard(tp.partition)
+
     @app.on_partitions_revoked.connect
     async def drop_revoked(app_: faust.App, revoked: set, **_: object) -> None:
         # a revoked partition's next owner may emit more; re-read it if it comes back
         for tp in revoked:
             if tp.topic in (settings.student_results_topic, settings.teacher_results_topic):
                 restored.discard(tp.partition)
+        if transactions is not None:
+            await transactions.pause(settings.shutdown_timeout_s)
+
+    consumed = {settings.input_topic, settings.student_results_topic, settings.teacher_results_topic}
+
+    if transactions is not None:
+        @app.on_rebalance_complete.connect
+        async def start_transactions(app_: faust.App, **_: object) -> None:
+            # Faust sends this after an assignment and before it seeks the assigned
+            # partitions to their committed offsets: the fencing happens first.
+            assigned = [tp for tp in app.consumer.assignment() if tp.topic in consumed]
+            try:
+                await transactions.assign(assigned, app.consumer_generation_id)
+            except Exception as exc:  # noqa: BLE001 - without producers nothing can be committed
+                await fatal(exc)
+
+        @app.on_before_shutdown.connect
+        async def stop_transactions(app_: faust.App, **_: object) -> None:
+            await transactions.close()
 
     app.tango_executor = executor  # type: ignore[attr-defined]
     return app

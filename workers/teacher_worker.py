@@ -6,6 +6,12 @@ committed only after every result of the batch is acknowledged by the broker, so
 worker that dies loses nothing; its uncommitted batch is redelivered to another
 worker and the merge drops the repeated results.
 
+With ``processing_guarantee=exactly_once`` a batch is cut by partition and each part's
+results, dead letters and next offset are committed in one transaction of that
+partition's producer (``stream_app.transactions``; ``_handle_transactional``), the input
+is read ``read_committed``, and a rebalance listener starts the producers of each new
+assignment, fencing the partitions' previous owners, before their offsets are read.
+
 A batch never outlives the poll interval: its size is capped from the measured
 per-record cost so one model call takes at most a quarter of ``max_poll_interval_s``,
 and the model runs in a thread so the consumer's heartbeats go on meanwhile.
@@ -19,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from stream_app.batching import collect_batch, safe_batch_size
@@ -29,6 +35,7 @@ from stream_app.settings import Settings
 from stream_app.shutdown import start_shutdown_watchdog
 from stream_app.stages import Incoming, StageResult, TeacherStage
 from stream_app.telemetry import Counters
+from stream_app.transactions import PartitionTransactions
 
 log = structlog.get_logger("tango.teacher")
 
@@ -41,6 +48,10 @@ class TeacherWorker:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="teacher")
         self.per_record_s = 0.0  # moving average of the model's cost per record
         self._stopping = asyncio.Event()
+        # exactly-once: transactional producers per assigned partition; generation counts assignments
+        self.transactions = PartitionTransactions(settings, settings.teacher_group) if settings.exactly_once else None
+        self._generation = 0
+        self._fatal: BaseException | None = None
 
     def stop(self) -> None:
         """Finish the in-flight batch, commit it, leave the group; bounded by ``shutdown_timeout_s``."""
@@ -50,6 +61,9 @@ class TeacherWorker:
 
     async def run(self) -> None:
         config = aiokafka_config(self.settings)
+        if self.transactions is not None:
+            await self._run_transactional(config)
+            return
         consumer = AIOKafkaConsumer(
             self.settings.teacher_topic,
             group_id=self.settings.teacher_group,
@@ -79,7 +93,88 @@ class TeacherWorker:
             self.executor.shutdown(wait=False)
             log.info("teacher worker stopped", worker=self.stage.worker)
 
-    async def _next_batch(self, consumer: AIOKafkaConsumer) -> list:
+    async def _run_transactional(self, config: dict) -> None:
+        """The exactly-once loop: as ``run``, with a transaction per partition and batch."""
+        assert self.transactions is not None
+        consumer = AIOKafkaConsumer(
+            group_id=self.settings.teacher_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",  # never read a request whose transaction was aborted
+            max_poll_interval_ms=int(self.settings.max_poll_interval_s * 1000),
+            session_timeout_ms=int(self.settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(max(self.settings.session_timeout_s / 4, 0.5) * 1000),
+            key_deserializer=None,
+            value_deserializer=None,
+            **config,
+        )
+        consumer.subscribe([self.settings.teacher_topic], listener=_StartTransactions(self, consumer))
+        await consumer.start()
+        summary = asyncio.ensure_future(self._summaries())
+        log.info("teacher worker started", worker=self.stage.worker, topic=self.settings.teacher_topic,
+                 processing_guarantee="exactly_once")
+        try:
+            while not self._stopping.is_set():
+                batch = await self._next_batch(consumer, stamped=True)
+                if self._fatal is not None:
+                    raise self._fatal
+                if batch:
+                    await self._handle_transactional(batch)
+        finally:
+            summary.cancel()
+            await consumer.stop()  # revokes (the listener lets an in-flight commit finish) and leaves the group
+            await self.transactions.close()
+            self.executor.shutdown(wait=False)
+            log.info("teacher worker stopped", worker=self.stage.worker)
+
+    async def _handle_transactional(self, batch: list) -> None:
+        """Each partition's part of the batch: its results and next offset in one transaction."""
+        transactions = self.transactions
+        assert transactions is not None
+        transactions.check_fenced()
+        if not transactions.ready.is_set():
+            return  # a rebalance is under way: the consumer re-reads these from the committed offsets
+        generation = transactions.generation
+        parts: dict[TopicPartition, list[Incoming]] = {}
+        stale = 0
+        for fetched_in, r in batch:
+            tp = TopicPartition(r.topic, r.partition)
+            # fetched before the last rebalance (the consumer reads it again from the committed
+            # offset) or already committed by this worker: not this batch's to commit
+            part = parts.setdefault(tp, [])
+            if fetched_in != generation or transactions.is_stale(tp, r.offset) or (part and r.offset <= part[-1].source.offset):
+                stale += 1
+                continue
+            part.append(
+                Incoming(Source(r.topic, r.partition, r.offset), r.key, r.value, r.timestamp / 1000.0, tuple(r.headers or ())))
+        parts = {tp: part for tp, part in parts.items() if part}
+        if stale:
+            log.info("skipped records of an earlier assignment or already committed", records=stale)
+        if not parts:
+            return
+        started = time.perf_counter()
+        results: list[StageResult] = await asyncio.get_running_loop().run_in_executor(
+            self.executor, lambda: [self.stage(part) for part in parts.values()])
+        elapsed = time.perf_counter() - started
+        count = sum(len(part) for part in parts.values())
+        cost = elapsed / count
+        self.per_record_s = cost if self.per_record_s == 0 else 0.8 * self.per_record_s + 0.2 * cost
+        committed = await asyncio.gather(*(
+            transactions.commit(tp, result.outputs, part[-1].source.offset + 1, generation)
+            for (tp, part), result in zip(parts.items(), results)
+        ))
+        moved = [tp.partition for tp, ok in zip(parts, committed) if not ok]
+        if moved:
+            log.info("partitions moved during the batch; their new owner redelivers it", partitions=moved)
+        for (tp, part), result, ok in zip(parts.items(), results, committed):
+            if not ok:
+                continue
+            self.counters.add_batch(len(part))
+            for reason in result.dead_letters:
+                self.counters.add_dead_letter(reason)
+
+    async def _next_batch(self, consumer: AIOKafkaConsumer, stamped: bool = False) -> list:
+        """The next batch of records; with ``stamped``, of (generation fetched in, record) pairs."""
         size = safe_batch_size(self.per_record_s, self.settings.max_poll_interval_s, self.settings.teacher_batch_size)
 
         async def fetch(timeout: float | None, max_records: int) -> list:
@@ -87,7 +182,9 @@ class TeacherWorker:
             wait_ms = 500 if timeout is None else int(timeout * 1000)
             fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
             records = [r for part in fetched.values() for r in part]
-            if not records and timeout is None and self._stopping.is_set():
+            if stamped:
+                records = [(self._generation, r) for r in records]  # no await since getmany: same generation
+            if not records and timeout is None and (self._stopping.is_set() or self._fatal is not None):
                 raise _Stopped
             return records
 
@@ -138,6 +235,53 @@ class TeacherWorker:
 
 class _Stopped(Exception):
     pass
+
+
+class _StartTransactions(ConsumerRebalanceListener):
+    """Exactly-once: let an in-flight commit finish on revocation; on assignment, start the
+    new partitions' transactional producers, then seek to the committed offsets.
+
+    Fencing: the transactional ids are per partition (``<teacher_group>-<topic>-<partition>``),
+    not per worker, so starting them fences whichever worker owned the partition before -
+    a crashed one (its open transaction is aborted at once, not after the transaction
+    timeout) or a stalled one that has not noticed yet (its commit fails). A per-worker id
+    (hostname and pid) would fence nothing: a restarted or other worker has another id,
+    and aiokafka's ``send_offsets_to_transaction`` carries no group generation (no KIP-447),
+    so a stalled worker could commit a batch its successor also processed.
+    """
+
+    def __init__(self, worker: TeacherWorker, consumer: AIOKafkaConsumer):
+        self.worker = worker
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        assert self.worker.transactions is not None
+        await self.worker.transactions.pause(self.worker.settings.shutdown_timeout_s)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        worker = self.worker
+        assert worker.transactions is not None
+        generation = worker._generation + 1
+        # No record may be returned while this runs: one fetched from a position read before
+        # the fencing below must not be committed, and one fetched after the seek below must
+        # not be taken for such a record and dropped (nothing would fetch it again).
+        # Records returned before this point keep the old stamp and come again from the seek.
+        self.consumer.pause(*assigned)
+        try:
+            await worker.transactions.assign(assigned, generation)
+            if assigned:
+                # aiokafka fetched the committed offsets concurrently with the fencing above:
+                # read them again now that no previous owner can commit any more
+                committed = await self.consumer.seek_to_committed(*assigned)
+                never = [tp for tp, offset in committed.items() if not offset]
+                if never:
+                    await self.consumer.seek_to_beginning(*never)
+            worker._generation = generation  # records fetched from now on are this assignment's
+        except Exception as exc:  # noqa: BLE001 - without producers nothing can be committed: stop
+            log.error("cannot start transactional producers", error=repr(exc))
+            worker._fatal = exc
+        finally:
+            self.consumer.resume(*assigned)
 
 
 def install_signal_handlers(worker: TeacherWorker) -> None:

@@ -11,9 +11,26 @@ from dataclasses import dataclass, field
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.integration.pipeline_harness import Pipeline, tweet_texts
+from tests.integration.pipeline_harness import Pipeline, summaries, tweet_texts
 
 FAULT_TWEETS = int(os.environ.get("TANGO_FAULT_TWEETS", "5000"))
+# The processing guarantee the scenarios run in (TANGO_PROCESSING_GUARANTEE of every process).
+FAULT_GUARANTEE = os.environ.get("TANGO_FAULT_GUARANTEE", "at_least_once")
+# In exactly_once mode the merge's de-duplication window is cut to one id, so that it cannot
+# hide a duplicate: zero duplicates must come from the transactions alone.
+EXACTLY_ONCE_ENV = {"TANGO_DEDUP_WINDOW": "1"}
+
+
+def fault_pipeline(bootstrap: str, bundle, workdir, guarantee: str = FAULT_GUARANTEE) -> Pipeline:
+    """A Pipeline for a scenario in ``guarantee`` mode."""
+    extra = EXACTLY_ONCE_ENV if guarantee == "exactly_once" else {}
+    return Pipeline(bootstrap, bundle, workdir, guarantee=guarantee, extra_env=dict(extra))
+
+
+def merge_dropped(pipeline: Pipeline, names) -> int:
+    """Results the merge dropped as repeats, from the summaries of the stream processes ``names``
+    (a process killed with -9 loses its last interval's line)."""
+    return sum(s.get("duplicates_dropped", 0) for name in names for s in summaries(pipeline.log(name), "merge"))
 
 
 @dataclass
@@ -68,9 +85,10 @@ class FaultRun:
             time.sleep(0.1)
         return time.monotonic()
 
-    def recovery_after(self, fault_at: float, timeout: float = 180.0) -> float:
-        """Seconds from ``fault_at`` until the output grows again."""
-        before = self.output_count()
+    def recovery_after(self, fault_at: float, timeout: float = 180.0, before: int | None = None) -> float:
+        """Seconds from ``fault_at`` until the output grows again (beyond ``before``, by default
+        its size now; pass the size at the fault when the pipeline may catch up before this is called)."""
+        before = self.output_count() if before is None else before
         reached = self.wait_output(before + 1, timeout)
         return round(reached - fault_at, 2)
 

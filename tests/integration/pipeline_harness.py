@@ -38,6 +38,8 @@ class Pipeline:
     workdir: Path
     suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    guarantee: str = "at_least_once"  # TANGO_PROCESSING_GUARANTEE of every process started
+    extra_env: dict[str, str] = field(default_factory=dict)  # more TANGO_* settings for every process
 
     @property
     def env(self) -> dict[str, str]:
@@ -58,6 +60,8 @@ class Pipeline:
             "TANGO_LOG_FORMAT": "json",
             "TANGO_SUMMARY_INTERVAL_S": "1",
             "TANGO_TORCH_THREADS": "1",
+            "TANGO_PROCESSING_GUARANTEE": self.guarantee,
+            **self.extra_env,
         }
 
     def topic(self, role: str) -> str:
@@ -99,6 +103,8 @@ class Pipeline:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
             described = admin.describe_groups([group]).get(group) or {}
+            if described.get("group_state") != "Stable":
+                return 0  # a rebalance is under way: members may not have their partitions yet
             return len(described.get("members") or [])
         except KafkaError:  # the group coordinator is still starting
             return 0

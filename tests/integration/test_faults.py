@@ -3,6 +3,12 @@ broker, then checks that every input id is in the output exactly once.
 
 CI runs it at 5,000 tweets; ``scripts/chaos.sh`` at 50,000 (``TANGO_FAULT_TWEETS``).
 Each prints a ``[faults]`` line: duplicates (must be 0), lost (must be 0), recovery time.
+
+Every scenario runs in the processing guarantee ``TANGO_FAULT_GUARANTEE`` (default
+at_least_once; ``TANGO_FAULT_GUARANTEE=exactly_once`` runs the whole suite in that mode);
+the two ``kill -9`` scenarios also run in exactly_once mode whatever it says. In
+exactly_once mode the merge's de-duplication window is one id, so zero duplicates are the
+transactions' doing, and the merge must not have dropped any repeat either.
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ from pathlib import Path
 import pytest
 
 from models.testing import make_tiny_bundle
-from tests.integration.fault_harness import FaultRun
+from tests.integration.fault_harness import FAULT_GUARANTEE, FaultRun, fault_pipeline, merge_dropped
 from tests.integration.pipeline_harness import Pipeline, running, summaries, tweet_texts
 
 pytestmark = pytest.mark.faults
 
 SLOW_TEACHER = str(Path(__file__).with_name("slow_teacher.py"))
+
+# The scenarios CI also runs in exactly_once mode: TANGO_FAULT_GUARANTEE's mode, and exactly_once.
+BOTH_MODES = pytest.mark.parametrize("guarantee", list(dict.fromkeys([FAULT_GUARANTEE, "exactly_once"])))
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +37,16 @@ def bundle(tmp_path_factory):
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle"), tweet_texts(400, seed=1), teacher_fraction=0.3)
 
 
-def report(capsys, scenario: str, result: dict, **extra) -> None:
+def report(capsys, scenario: str, result: dict, pipeline: Pipeline | None = None, streams=("stream", "stream-2"), **extra) -> None:
+    guarantee = pipeline.guarantee if pipeline is not None else FAULT_GUARANTEE
+    dropped = merge_dropped(pipeline, [n for n in streams if (pipeline.workdir / f"{n}.log").exists()]) if pipeline else None
     with capsys.disabled():
-        print(f"\n[faults] {json.dumps({'scenario': scenario, **result, **extra})}")
+        print(f"\n[faults] {json.dumps({'scenario': scenario, 'guarantee': guarantee, **result, 'merge_dropped': dropped, **extra})}")
     assert result["lost"] == 0, f"{scenario}: lost {result['lost']} ids"
     assert result["unexpected"] == 0
     assert result["duplicates"] == 0, f"{scenario}: {result['duplicates']} duplicates in the output"
+    if guarantee == "exactly_once":
+        assert dropped == 0, f"{scenario}: the merge dropped {dropped} repeated results; exactly_once must produce none"
 
 
 def wait_members(pipeline: Pipeline, n: int, timeout: float = 90) -> None:
@@ -43,8 +56,9 @@ def wait_members(pipeline: Pipeline, n: int, timeout: float = 90) -> None:
         time.sleep(0.5)
 
 
-def test_kill_stream_worker(kafka_local, bundle, tmp_path, capsys):
-    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
+@BOTH_MODES
+def test_kill_stream_worker(kafka_local, bundle, tmp_path, capsys, guarantee):
+    pipeline = fault_pipeline(kafka_local.bootstrap, bundle, tmp_path, guarantee)
     with running(pipeline):
         pipeline.start("teacher", "teacher")
         stream = pipeline.start("stream", "stream")
@@ -58,11 +72,12 @@ def test_kill_stream_worker(kafka_local, bundle, tmp_path, capsys):
         pipeline.start("stream-2", "stream")
         recovery = run.recovery_after(killed_at)
         result = run.finish()
-    report(capsys, "kill -9 stream worker", result, recovery_s=recovery)
+    report(capsys, "kill -9 stream worker", result, pipeline, recovery_s=recovery)
 
 
-def test_kill_one_of_two_teachers(kafka_local, bundle, tmp_path, capsys):
-    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
+@BOTH_MODES
+def test_kill_one_of_two_teachers(kafka_local, bundle, tmp_path, capsys, guarantee):
+    pipeline = fault_pipeline(kafka_local.bootstrap, bundle, tmp_path, guarantee)
     with running(pipeline):
         pipeline.start("teacher-1", "teacher")
         pipeline.start("teacher-2", "teacher")
@@ -78,11 +93,11 @@ def test_kill_one_of_two_teachers(kafka_local, bundle, tmp_path, capsys):
         time.sleep(2)
         pipeline.start("teacher-1b", "teacher")
         result = run.finish()
-    report(capsys, "kill -9 one of two teachers", result, takeover_s=takeover)
+    report(capsys, "kill -9 one of two teachers", result, pipeline, takeover_s=takeover)
 
 
 def test_scale_teachers_1_3_1(kafka_local, bundle, tmp_path, capsys):
-    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
+    pipeline = fault_pipeline(kafka_local.bootstrap, bundle, tmp_path)
     with running(pipeline):
         pipeline.start("teacher-1", "teacher")
         pipeline.start("stream", "stream")
@@ -96,14 +111,14 @@ def test_scale_teachers_1_3_1(kafka_local, bundle, tmp_path, capsys):
         run.wait_output(run.count // 2)
         stopped = [pipeline.stop(name, signal.SIGTERM) for name in ("teacher-2", "teacher-3")]
         result = run.finish()
-    report(capsys, "teachers 1 -> 3 -> 1", result, sigterm_exit_s=[round(s, 2) for s in stopped])
+    report(capsys, "teachers 1 -> 3 -> 1", result, pipeline, sigterm_exit_s=[round(s, 2) for s in stopped])
     assert max(stopped) < 10.0  # the default shutdown bound
 
 
 def test_broker_restart(make_kafka, bundle, tmp_path, capsys):
     kafka = make_kafka()
     kafka.up(wait_s=120)
-    pipeline = Pipeline(kafka.bootstrap, bundle, tmp_path)
+    pipeline = fault_pipeline(kafka.bootstrap, bundle, tmp_path)
     with running(pipeline):
         pipeline.start("teacher", "teacher")
         pipeline.start("stream", "stream")
@@ -111,13 +126,15 @@ def test_broker_restart(make_kafka, bundle, tmp_path, capsys):
         run = FaultRun(pipeline, produce_seconds=20)
         run.start_producing()
         run.wait_output(run.count // 5)
+        before = run.output_count()
         kafka.down()
         down_at = time.monotonic()
         time.sleep(5)
         kafka.up(wait_s=120)
-        recovery = run.recovery_after(down_at, timeout=240)
+        # the clients may reconnect and catch up before up() has seen the broker answer
+        recovery = run.recovery_after(down_at, timeout=240, before=before)
         result = run.finish(timeout=400)
-    report(capsys, "broker stopped and started", result, recovery_s=recovery)
+    report(capsys, "broker stopped and started", result, pipeline, recovery_s=recovery)
 
 
 def _rss_mb(pid: int) -> float:
@@ -128,7 +145,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def test_all_teachers_down_then_drain(kafka_local, bundle, tmp_path, capsys):
-    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
+    pipeline = fault_pipeline(kafka_local.bootstrap, bundle, tmp_path)
     with running(pipeline):
         stream = pipeline.start("stream", "stream")
         run = FaultRun(pipeline, produce_seconds=10)
@@ -147,13 +164,13 @@ def test_all_teachers_down_then_drain(kafka_local, bundle, tmp_path, capsys):
         drained = round(time.monotonic() - started, 2)
     quarter = max(1, len(rss) // 4)
     first, last = max(rss[:quarter]), max(rss[-quarter:])
-    report(capsys, "all teachers down, then started", result, waiting_in_kafka=waiting, drain_s=drained,
+    report(capsys, "all teachers down, then started", result, pipeline, waiting_in_kafka=waiting, drain_s=drained,
            stream_rss_mb={"first_quarter": round(first, 1), "last_quarter": round(last, 1)})
     assert last <= first * 1.10 + 20, "the stream worker's memory grew while teachers were down"
 
 
 def test_teacher_slower_than_poll_interval(kafka_local, bundle, tmp_path, capsys):
-    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
+    pipeline = fault_pipeline(kafka_local.bootstrap, bundle, tmp_path)
     slow = {"TANGO_MAX_POLL_INTERVAL_S": "4", "TANGO_TEST_STALL_S": "6", "TANGO_SESSION_TIMEOUT_S": "10"}
     with running(pipeline):
         pipeline.start("teacher", script=SLOW_TEACHER, env=slow)
@@ -164,14 +181,14 @@ def test_teacher_slower_than_poll_interval(kafka_local, bundle, tmp_path, capsys
         result = run.finish(timeout=400)
         log = pipeline.log("teacher")
     moved = log.count("their new owner redelivers it") + log.count("commit failed")
-    report(capsys, "teacher slower than the poll interval", result, stalled_batches=2, uncommitted_batches=moved)
+    report(capsys, "teacher slower than the poll interval", result, pipeline, stalled_batches=2, uncommitted_batches=moved)
     assert moved <= 4, "the worker kept losing its partitions: a rebalance loop"
     teacher_summaries = summaries(log, "teacher")
     assert sum(s["records"] for s in teacher_summaries) > 0
 
 
 def test_sigterm_restart_stream_worker(kafka_local, bundle, tmp_path, capsys):
-    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
+    pipeline = fault_pipeline(kafka_local.bootstrap, bundle, tmp_path)
     with running(pipeline):
         pipeline.start("teacher", "teacher")
         pipeline.start("stream", "stream")
@@ -181,5 +198,5 @@ def test_sigterm_restart_stream_worker(kafka_local, bundle, tmp_path, capsys):
         took = pipeline.stop("stream", signal.SIGTERM)
         pipeline.start("stream-2", "stream")
         result = run.finish()
-    report(capsys, "SIGTERM and restart of the stream worker", result, sigterm_exit_s=round(took, 2))
+    report(capsys, "SIGTERM and restart of the stream worker", result, pipeline, sigterm_exit_s=round(took, 2))
     assert took < 10.0

@@ -235,3 +235,31 @@ def test_bad_env_is_a_clean_exit_code(monkeypatch, capsys):
     assert cli.main(["tail"]) == 2
     err = capsys.readouterr().err
     assert "TANGO_STUDENT_BATCH_SIZE" in err and "'lots'" in err
+
+
+# --- processing guarantee -------------------------------------------------------------------
+
+
+def test_processing_guarantee_default_is_at_least_once():
+    s = Settings()
+    assert s.processing_guarantee == "at_least_once" and not s.exactly_once
+
+
+@pytest.mark.parametrize("mode", ["at_least_once", "exactly_once"])
+def test_processing_guarantee_env_and_flag(mode):
+    assert Settings.from_env({"TANGO_PROCESSING_GUARANTEE": mode}).processing_guarantee == mode
+    assert parse(["stream", "--processing-guarantee", mode]).processing_guarantee == mode
+    assert Settings(processing_guarantee=mode).exactly_once == (mode == "exactly_once")
+
+
+@pytest.mark.parametrize("raw", ["exactly-once", "EXACTLY_ONCE", "at_most_once", ""])
+def test_bad_processing_guarantee_rejected(raw):
+    with pytest.raises(ValueError, match="processing_guarantee"):
+        Settings.from_env({"TANGO_PROCESSING_GUARANTEE": raw})
+    with pytest.raises(ValueError, match="processing_guarantee"):
+        Settings().replace(processing_guarantee=raw)
+
+
+def test_processing_guarantee_documented_with_its_cost():
+    doc = FIELDS["processing_guarantee"].metadata["doc"]
+    assert "at_least_once" in doc and "exactly_once" in doc and "Cost" in doc
