@@ -124,6 +124,13 @@ class Pipeline:
         process.wait(timeout)
         return time.monotonic() - started
 
+    def wait_teachers(self, n: int, timeout: float = 90) -> None:
+        """Block until the teacher group is stable with exactly ``n`` members."""
+        deadline = time.monotonic() + timeout
+        while self.group_members(self.env["TANGO_TEACHER_GROUP"]) != n:
+            assert time.monotonic() < deadline, f"teacher group never reached {n} members"
+            time.sleep(0.5)
+
     def read(self, role: str, until: int, timeout: float, settle: float = 3.0) -> list:
         """Records of a topic: read until ``until`` arrived and ``settle`` s pass with nothing new."""
         consumer = KafkaConsumer(

@@ -49,13 +49,6 @@ def report(capsys, scenario: str, result: dict, pipeline: Pipeline | None = None
         assert dropped == 0, f"{scenario}: the merge dropped {dropped} repeated results; exactly_once must produce none"
 
 
-def wait_members(pipeline: Pipeline, n: int, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while pipeline.group_members(pipeline.env["TANGO_TEACHER_GROUP"]) != n:
-        assert time.monotonic() < deadline, f"teacher group never reached {n} members"
-        time.sleep(0.5)
-
-
 @BOTH_MODES
 def test_kill_stream_worker(kafka_local, bundle, tmp_path, capsys, guarantee):
     pipeline = fault_pipeline(kafka_local.bootstrap, bundle, tmp_path, guarantee)
@@ -82,13 +75,13 @@ def test_kill_one_of_two_teachers(kafka_local, bundle, tmp_path, capsys, guarant
         pipeline.start("teacher-1", "teacher")
         pipeline.start("teacher-2", "teacher")
         pipeline.start("stream", "stream")
-        wait_members(pipeline, 2)
+        pipeline.wait_teachers(2)
         run = FaultRun(pipeline)
         run.start_producing()
         run.wait_output(run.count // 4)
         killed_at = time.monotonic()
         pipeline.stop("teacher-1", signal.SIGKILL)
-        wait_members(pipeline, 1)  # the survivor took over every partition
+        pipeline.wait_teachers(1)  # the survivor took over every partition
         takeover = round(time.monotonic() - killed_at, 2)
         time.sleep(2)
         pipeline.start("teacher-1b", "teacher")
@@ -101,13 +94,13 @@ def test_scale_teachers_1_3_1(kafka_local, bundle, tmp_path, capsys):
     with running(pipeline):
         pipeline.start("teacher-1", "teacher")
         pipeline.start("stream", "stream")
-        wait_members(pipeline, 1)
+        pipeline.wait_teachers(1)
         run = FaultRun(pipeline, produce_seconds=15)
         run.start_producing()
         run.wait_output(run.count // 5)
         pipeline.start("teacher-2", "teacher")
         pipeline.start("teacher-3", "teacher")
-        wait_members(pipeline, 3)
+        pipeline.wait_teachers(3)
         run.wait_output(run.count // 2)
         stopped = [pipeline.stop(name, signal.SIGTERM) for name in ("teacher-2", "teacher-3")]
         result = run.finish()
@@ -122,7 +115,7 @@ def test_broker_restart(make_kafka, bundle, tmp_path, capsys):
     with running(pipeline):
         pipeline.start("teacher", "teacher")
         pipeline.start("stream", "stream")
-        wait_members(pipeline, 1)
+        pipeline.wait_teachers(1)
         run = FaultRun(pipeline, produce_seconds=20)
         run.start_producing()
         run.wait_output(run.count // 5)
@@ -175,7 +168,7 @@ def test_teacher_slower_than_poll_interval(kafka_local, bundle, tmp_path, capsys
     with running(pipeline):
         pipeline.start("teacher", script=SLOW_TEACHER, env=slow)
         pipeline.start("stream", "stream")
-        wait_members(pipeline, 1)
+        pipeline.wait_teachers(1)
         run = FaultRun(pipeline)
         run.start_producing()
         result = run.finish(timeout=400)

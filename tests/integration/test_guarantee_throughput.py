@@ -67,10 +67,7 @@ def run_pipeline(kafka_local, bundle, workdir, guarantee: str) -> dict:
         pipeline.start("teacher-1", "teacher")
         pipeline.start("teacher-2", "teacher")
         pipeline.start("stream", "stream")
-        deadline = time.monotonic() + 90
-        while pipeline.group_members(pipeline.env["TANGO_TEACHER_GROUP"]) < 2:
-            assert time.monotonic() < deadline, "teacher workers did not join their group"
-            time.sleep(0.5)
+        pipeline.wait_teachers(2)
         time.sleep(3)  # the stream worker's group settles too
         started = time.monotonic()
         pipeline.produce(values)

@@ -44,10 +44,7 @@ def test_cascade_end_to_end(kafka_local, bundle, tmp_path, capsys):
         pipeline.start("teacher-1", "teacher")
         pipeline.start("teacher-2", "teacher")
         pipeline.start("stream", "stream")
-        deadline = time.monotonic() + 90
-        while pipeline.group_members(pipeline.env["TANGO_TEACHER_GROUP"]) < 2:
-            assert time.monotonic() < deadline, "teacher workers did not join their group"
-            time.sleep(0.5)
+        pipeline.wait_teachers(2)
         started = time.monotonic()
         pipeline.produce(values)
         output = pipeline.read("output", until=TWEETS, timeout=240)

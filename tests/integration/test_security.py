@@ -4,7 +4,6 @@ TANGO_SASL_*) pointing them at it; and a wrong password failing fast with a plai
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
