@@ -58,14 +58,13 @@ class StageResult:
     dead_letters: list[str] = field(default_factory=list)  # reasons
     duplicates: int = 0
 
-
-def dead_letter(topic: str, record: Incoming, rejected: Rejected, stage: str) -> Output:
-    """The original bytes, unchanged, with the reason in the headers."""
-    rejected_with_context = Rejected(
-        rejected.reason, rejected.detail, rejected.source, rejected.value, record.key, tuple(record.headers)
-    )
-    key = record.key if record.key is not None else f"{record.source.topic}:{record.source.partition}:{record.source.offset}".encode()
-    return Output(topic, key, record.value or b"", dead_letter_headers(rejected_with_context, stage))
+    def reject(self, dlq_topic: str, record: Incoming, reason: Reason, detail: str, stage: str) -> None:
+        """Dead-letter ``record``: its original bytes, key and headers, the reason in the headers."""
+        rejected = Rejected(reason, detail, record.source, record.value, record.key, tuple(record.headers))
+        source = record.source
+        key = record.key if record.key is not None else f"{source.topic}:{source.partition}:{source.offset}".encode()
+        self.outputs.append(Output(dlq_topic, key, record.value or b"", dead_letter_headers(rejected, stage)))
+        self.dead_letters.append(reason.value)
 
 
 @dataclass(frozen=True)
@@ -90,8 +89,7 @@ class StudentStage:
         for record in records:
             decoded = decode_tweet(record.value, record.source, self.max_text_chars, record.timestamp)
             if isinstance(decoded, Rejected):
-                out.outputs.append(dead_letter(self.dlq_topic, record, decoded, "student"))
-                out.dead_letters.append(decoded.reason.value)
+                out.reject(self.dlq_topic, record, decoded.reason, decoded.detail, "student")
             else:
                 tweets.append(decoded)
                 sources.append(record)
@@ -118,9 +116,7 @@ class StudentStage:
                     )
                     out.outputs.append(Output(self.results_topic, key, value))
             except orjson.JSONEncodeError as exc:  # JSON the decoder accepts but the encoder cannot nest
-                rejected = Rejected(Reason.TOO_DEEP, f"extra fields cannot be re-encoded: {exc}", sources[i].source, sources[i].value)
-                out.outputs.append(dead_letter(self.dlq_topic, sources[i], rejected, "student"))
-                out.dead_letters.append(Reason.TOO_DEEP.value)
+                out.reject(self.dlq_topic, sources[i], Reason.TOO_DEEP, f"extra fields cannot be re-encoded: {exc}", "student")
         return out
 
 
@@ -141,9 +137,7 @@ class TeacherStage:
         for record in records:
             request = _parse_request(record.value, len(self.labels))
             if isinstance(request, str):
-                rejected = Rejected(Reason.BAD_TEACHER_REQUEST, request, record.source, record.value)
-                out.outputs.append(dead_letter(self.dlq_topic, record, rejected, "teacher"))
-                out.dead_letters.append(Reason.BAD_TEACHER_REQUEST.value)
+                out.reject(self.dlq_topic, record, Reason.BAD_TEACHER_REQUEST, request, "teacher")
             else:
                 requests.append(request)
         if not requests:
@@ -197,9 +191,7 @@ class MergeStage:
         out = StageResult()
         for record in records:
             if record.key is None or record.value is None:
-                rejected = Rejected(Reason.BAD_RESULT, "result without key or value", record.source, record.value)
-                out.outputs.append(dead_letter(self.dlq_topic, record, rejected, "merge"))
-                out.dead_letters.append(Reason.BAD_RESULT.value)
+                out.reject(self.dlq_topic, record, Reason.BAD_RESULT, "result without key or value", "merge")
                 continue
             if self.recent.first_time(record.source.partition, record.key):
                 out.outputs.append(Output(self.output_topic, record.key, record.value))

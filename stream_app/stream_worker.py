@@ -173,10 +173,7 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
                 await send_all(result.outputs)
                 for event in events:
                     await stream.ack(event)
-                counters.add_batch(len(records), result.to_teacher)
-                counters.duplicates += result.duplicates
-                for reason in result.dead_letters:
-                    counters.add_dead_letter(reason)
+                counters.add_batch(len(records), result.to_teacher, result.duplicates, result.dead_letters)
 
         processor = asyncio.ensure_future(process())
         try:
@@ -240,10 +237,7 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
                 if on_uncommitted is not None:
                     on_uncommitted(tp)
                 continue
-            counters.add_batch(len(part), result.to_teacher)
-            counters.duplicates += result.duplicates
-            for reason in result.dead_letters:
-                counters.add_dead_letter(reason)
+            counters.add_batch(len(part), result.to_teacher, result.duplicates, result.dead_letters)
 
     async def fatal(exc: BaseException) -> None:
         log.error("exactly-once processing cannot go on; exiting so the worker restarts", error=str(exc))

@@ -6,6 +6,7 @@ import logging
 import logging.config
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -76,14 +77,15 @@ class Counters:
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     since: float = field(default_factory=time.monotonic)
 
-    def add_batch(self, size: int, to_teacher: int = 0) -> None:
+    def add_batch(self, size: int, to_teacher: int = 0, duplicates: int = 0, dead_letters: Sequence[str] = ()) -> None:
+        """Count one batch: its records, those sent to the teacher, repeats dropped, dead-letter reasons."""
         self.records += size
         self.batches += 1
         self.to_teacher += to_teacher
-
-    def add_dead_letter(self, reason: str) -> None:
-        self.dead_letters += 1
-        self.dead_letter_reasons[reason] = self.dead_letter_reasons.get(reason, 0) + 1
+        self.duplicates += duplicates
+        self.dead_letters += len(dead_letters)
+        for reason in dead_letters:
+            self.dead_letter_reasons[reason] = self.dead_letter_reasons.get(reason, 0) + 1
 
     def take(self) -> dict:
         now = time.monotonic()

@@ -169,9 +169,7 @@ class TeacherWorker:
         for (tp, part), result, ok in zip(parts.items(), results, committed):
             if not ok:
                 continue
-            self.counters.add_batch(len(part))
-            for reason in result.dead_letters:
-                self.counters.add_dead_letter(reason)
+            self.counters.add_batch(len(part), dead_letters=result.dead_letters)
 
     async def _next_batch(self, consumer: AIOKafkaConsumer, stamped: bool = False) -> list:
         """The next batch of records; with ``stamped``, of (generation fetched in, record) pairs."""
@@ -223,9 +221,7 @@ class TeacherWorker:
             # The partitions moved on during the batch: the new owner redelivers it and the
             # merge drops the results produced twice.
             log.warning("commit failed after rebalance; batch will be redelivered", error=str(exc))
-        self.counters.add_batch(len(records))
-        for reason in result.dead_letters:
-            self.counters.add_dead_letter(reason)
+        self.counters.add_batch(len(records), dead_letters=result.dead_letters)
 
     async def _summaries(self) -> None:
         while True:

@@ -24,7 +24,7 @@ from kafka import KafkaConsumer
 
 from models.testing import make_tiny_bundle
 from tests.integration.pipeline_harness import Pipeline, running, tweet_texts
-from tests.integration.test_pipeline import MALFORMED, TWEETS
+from tests.integration.test_pipeline import MALFORMED, TWEETS, cascade_input
 
 pytestmark = pytest.mark.skipif(not os.environ.get("TANGO_GUARANTEE_BENCH"), reason="set TANGO_GUARANTEE_BENCH=1 to run")
 
@@ -60,9 +60,7 @@ def read_until(pipeline: Pipeline, role: str, count: int, timeout: float) -> tup
 def run_pipeline(kafka_local, bundle, workdir, guarantee: str) -> dict:
     workdir.mkdir(parents=True)
     pipeline = Pipeline(kafka_local.bootstrap, bundle, workdir, guarantee=guarantee)
-    values = [orjson.dumps({"id": f"t{i}", "text": text, "n": i}) for i, text in enumerate(tweet_texts(TWEETS, seed=2))]
-    for i, (bad, _) in enumerate(MALFORMED):
-        values.insert(100 * i + 50, bad)
+    values = cascade_input()
     with running(pipeline):
         pipeline.start("teacher-1", "teacher")
         pipeline.start("teacher-2", "teacher")

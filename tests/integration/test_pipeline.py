@@ -26,6 +26,14 @@ MALFORMED: list[tuple[bytes, str]] = (
 )
 
 
+def cascade_input() -> list[bytes]:
+    """TWEETS good tweets (ids t0…, an extra field ``n``) with the MALFORMED ones spread through."""
+    values = [orjson.dumps({"id": f"t{i}", "text": text, "n": i}) for i, text in enumerate(tweet_texts(TWEETS, seed=2))]
+    for i, (bad, _) in enumerate(MALFORMED):
+        values.insert(100 * i + 50, bad)
+    return values
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle"), tweet_texts(400, seed=1), teacher_fraction=0.3)
@@ -34,11 +42,7 @@ def bundle(tmp_path_factory):
 def test_cascade_end_to_end(kafka_local, bundle, tmp_path, capsys):
     manifest = load_bundle(bundle).manifest
     pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path)
-    texts = tweet_texts(TWEETS, seed=2)
-    good = [orjson.dumps({"id": f"t{i}", "text": text, "n": i}) for i, text in enumerate(texts)]
-    values = good[:]
-    for i, (bad, _) in enumerate(MALFORMED):  # spread the bad ones through the stream
-        values.insert(100 * i + 50, bad)
+    values = cascade_input()
 
     with running(pipeline):
         pipeline.start("teacher-1", "teacher")
