@@ -171,13 +171,18 @@ class Bundle:
 
     def load_student(self) -> StudentClassifier:
         spec = self.manifest.student
-        net = build_student(spec.arch, spec.config)
-        try:
-            net.load_state_dict(load_file(self.root / spec.weights))
-        except RuntimeError as exc:
-            raise BundleError(f"{self.root / spec.weights}: weights do not fit student config: {exc}") from exc
-        net.eval()
-        return StudentClassifier(load_tokenizer(self.root / spec.tokenizer), net, self.manifest.max_length)
+        return load_student(self.root / spec.weights, self.root / spec.tokenizer, spec.arch, spec.config, self.manifest.max_length)
+
+
+def load_student(weights: Path, tokenizer: Path, arch: str, config: dict[str, Any], max_length: int) -> StudentClassifier:
+    """A student network from its safetensors weights and tokenizer file, in eval mode."""
+    net = build_student(arch, config)
+    try:
+        net.load_state_dict(load_file(weights))
+    except RuntimeError as exc:
+        raise BundleError(f"{weights}: weights do not fit student config: {exc}") from exc
+    net.eval()
+    return StudentClassifier(load_tokenizer(tokenizer), net, max_length)
 
 
 def _check_hashes(root: Path, hashes: dict[str, str]) -> None:

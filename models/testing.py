@@ -13,10 +13,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+from tokenizers import (
+    Tokenizer,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
 
-from models.bundle import Manifest, StudentSpec, TeacherSpec, hash_teacher, load_bundle, save_student, write_manifest
+from models.bundle import (
+    Manifest,
+    StudentSpec,
+    TeacherSpec,
+    hash_teacher,
+    load_bundle,
+    save_student,
+    write_manifest,
+)
+from models.cascade import calibrated_probs
 from models.student import StudentClassifier
 from models.student_nets import build_student
 from models.student_tokenizer import train_tokenizer
@@ -66,7 +86,7 @@ def make_tiny_bundle(
     BertForSequenceClassification(teacher_config).save_pretrained(root / "teacher", safe_serialization=True)
     _teacher_tokenizer(texts).save_pretrained(root / "teacher")
 
-    confidences = _softmax(StudentClassifier(tokenizer, net).logits(list(texts))).max(axis=1)
+    confidences = calibrated_probs(StudentClassifier(tokenizer, net).logits(list(texts))).max(axis=1)
     threshold = float(np.quantile(confidences, teacher_fraction)) if len(texts) else 0.5
     manifest = Manifest(
         labels=labels,
@@ -79,11 +99,6 @@ def make_tiny_bundle(
     write_manifest(root, manifest)
     load_bundle(root)  # what this helper writes must pass the loader's checks
     return root
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def make_tiny_base_model(root: str | Path, texts: Sequence[str], seed: int = 0) -> Path:

@@ -11,9 +11,19 @@ from __future__ import annotations
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Protocol
 
-from stream_app.records import Source
-from stream_app.stages import Incoming, MergeStage, Output, StudentStage, TeacherStage
+from stream_app.merge import MergeStage
+from stream_app.records import Incoming, Output, Source, StageResult
+from stream_app.student import StudentStage
+
+
+class ResultStage(Protocol):
+    """A stage that writes results to ``results_topic``: ``workers.teacher_stage.TeacherStage``."""
+
+    results_topic: str
+
+    def __call__(self, records: Sequence[Incoming]) -> StageResult: ...
 
 
 def _partition(key: bytes, partitions: int) -> int:
@@ -40,7 +50,7 @@ def _in_batches(stage, records: Sequence[Incoming], size: int) -> list[Output]:
 def run_local(
     values: Sequence[bytes | None],
     student: StudentStage,
-    teacher: TeacherStage,
+    teacher: ResultStage,
     merge: MergeStage,
     batch_size: int = 64,
     input_topic: str = "tweets",

@@ -64,6 +64,49 @@ class Rejected:
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One consumed Kafka record, as every stage receives it."""
+
+    source: Source
+    key: bytes | None
+    value: bytes | None
+    timestamp: float = 0.0  # epoch seconds
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record a stage asks to produce."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+def fallback_key(source: Source) -> bytes:
+    """The key of a record that has none: its position, stable across redeliveries."""
+    return f"{source.topic}:{source.partition}:{source.offset}".encode()
+
+
+@dataclass
+class StageResult:
+    """What a stage made of one batch: the records to produce and its counts."""
+
+    outputs: list[Output] = field(default_factory=list)
+    to_teacher: int = 0
+    dead_letters: list[str] = field(default_factory=list)  # reasons
+    duplicates: int = 0
+
+    def reject(self, dlq_topic: str, record: Incoming, reason: Reason, detail: str, stage: str) -> None:
+        """Dead-letter ``record``: its original bytes, key and headers, the reason in the headers."""
+        rejected = Rejected(reason, detail, record.source, record.value, record.key, tuple(record.headers))
+        key = record.key if record.key is not None else fallback_key(record.source)
+        self.outputs.append(Output(dlq_topic, key, record.value or b"", dead_letter_headers(rejected, stage)))
+        self.dead_letters.append(reason.value)
+
+
 def decode_tweet(value: bytes | None, source: Source, max_chars: int, produced_at: float = 0.0) -> Tweet | Rejected:
     """Parse and validate one input record; never raises."""
 
@@ -96,21 +139,32 @@ def decode_tweet(value: bytes | None, source: Source, max_chars: int, produced_a
         if not isinstance(tweet_id, str) or not tweet_id:
             return reject(Reason.WRONG_TYPE, "`id` must be a non-empty string")
     else:
-        tweet_id = f"{source.topic}:{source.partition}:{source.offset}"
+        tweet_id = fallback_key(source).decode()
     return Tweet(tweet_id, text, data, produced_at)
+
+
+# Dead-letter headers: Kafka Connect's error headers, then ours (read back by ``tango dlq``).
+H_TOPIC = "__connect.errors.topic"
+H_PARTITION = "__connect.errors.partition"
+H_OFFSET = "__connect.errors.offset"
+H_STAGE = "__connect.errors.stage"
+H_CLASS = "__connect.errors.exception.class.name"
+H_MESSAGE = "__connect.errors.exception.message"
+H_REASON = "tango.dlq.reason"
+DLQ_HEADERS = (H_TOPIC, H_PARTITION, H_OFFSET, H_STAGE, H_CLASS, H_MESSAGE, H_REASON)
 
 
 def dead_letter_headers(rejected: Rejected, stage: str) -> list[tuple[str, bytes]]:
     """The original headers, then the Kafka Connect error headers and ours."""
     return [
         *rejected.headers,
-        ("__connect.errors.topic", rejected.source.topic.encode()),
-        ("__connect.errors.partition", str(rejected.source.partition).encode()),
-        ("__connect.errors.offset", str(rejected.source.offset).encode()),
-        ("__connect.errors.stage", stage.encode()),
-        ("__connect.errors.exception.class.name", rejected.reason.value.encode()),
-        ("__connect.errors.exception.message", rejected.detail.encode()),
-        ("tango.dlq.reason", rejected.reason.value.encode()),
+        (H_TOPIC, rejected.source.topic.encode()),
+        (H_PARTITION, str(rejected.source.partition).encode()),
+        (H_OFFSET, str(rejected.source.offset).encode()),
+        (H_STAGE, stage.encode()),
+        (H_CLASS, rejected.reason.value.encode()),
+        (H_MESSAGE, rejected.detail.encode()),
+        (H_REASON, rejected.reason.value.encode()),
     ]
 
 

@@ -7,7 +7,7 @@ record; at worst it redelivers a batch, whose repeated results the merge drops.
 
 With ``processing_guarantee=exactly_once`` the agents commit instead: each batch is cut
 by consumed partition, and each part's outputs and next offset go in one transaction of
-that partition's producer (``stream_app.transactions``). Faust's own
+that partition's producer (``stream_app.kafka_io.transactions``). Faust's own
 ``processing_guarantee="exactly_once"`` is not used: it routes a send to the
 transactional producer of the *destination* partition's number in the *source* topic
 group, so sends to topics the app does not consume (teacher requests, output, dead
@@ -19,50 +19,34 @@ events, but its offset commits are turned off: the transactions are the one comm
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import faust
 import structlog
 from aiokafka import TopicPartition
 from mode import Service
 
-from models.bundle import Bundle
 from stream_app.batching import collect_batch, queue_fetch
-from stream_app.dedup import RecentIds
-from stream_app.kafka_clients import faust_credentials
-from stream_app.merge_recovery import recent_output_keys
-from stream_app.records import Source
+from stream_app.kafka_io.clients import faust_credentials
+from stream_app.kafka_io.merge_window import recent_output_keys
+from stream_app.kafka_io.transactions import (
+    PartitionTransactions,
+    TransactionFenced,
+    transact_batch,
+)
+from stream_app.merge import MergeStage, RecentIds
+from stream_app.passthrough import PassthroughStage
+from stream_app.records import Incoming, Output, Source, StageResult
 from stream_app.settings import Settings
 from stream_app.shutdown import start_shutdown_watchdog
-from stream_app.stages import Incoming, MergeStage, Output, PassthroughStage, StageResult, StudentStage
+from stream_app.student import StudentStage
 from stream_app.telemetry import Counters
-from stream_app.transactions import PartitionTransactions, TransactionFenced
 
 log = structlog.get_logger("tango.stream")
 
-
-def worker_name(role: str) -> str:
-    return f"{role}@{socket.gethostname()}:{os.getpid()}"
-
-
-def build_student_stage(settings: Settings, bundle: Bundle) -> StudentStage:
-    manifest = bundle.manifest
-    student = bundle.load_student()
-    return StudentStage(
-        logits=student.logits,
-        labels=manifest.labels,
-        threshold=settings.threshold if settings.threshold >= 0 else manifest.threshold,
-        temperature=manifest.temperature,
-        student_version=manifest.student.version,
-        max_text_chars=settings.max_text_chars,
-        results_topic=settings.student_results_topic,
-        teacher_topic=settings.teacher_topic,
-        dlq_topic=settings.dlq_topic,
-        worker=worker_name("stream"),
-    )
+Stage = Callable[[Sequence[Incoming]], StageResult]
 
 
 def incoming(event: faust.EventT) -> Incoming:
@@ -98,9 +82,9 @@ class TransactionalApp(faust.App):
         return consumer
 
 
-def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
-    """The stream worker's Faust app; ``student=None`` builds the passthrough benchmark app."""
-    app = (TransactionalApp if settings.exactly_once else faust.App)(
+def new_app(settings: Settings) -> faust.App:
+    """The Faust app with raw keys and values, acks=all, our batching and no web server."""
+    return (TransactionalApp if settings.exactly_once else faust.App)(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",") if server.strip()],
         broker_credentials=faust_credentials(settings),
@@ -118,64 +102,37 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
         stream_wait_empty=False,
         producer_linger_ms=5,
     )
-    topic = lambda name, partitions: app.topic(  # noqa: E731
-        name, partitions=partitions, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-    outputs = {
-        settings.student_results_topic: topic(settings.student_results_topic, settings.result_partitions),
-        settings.teacher_topic: topic(settings.teacher_topic, settings.teacher_partitions),
-        settings.dlq_topic: topic(settings.dlq_topic, 1),
-        settings.output_topic: topic(settings.output_topic, settings.result_partitions),
-    }
-    input_topic = topic(settings.input_topic, settings.input_partitions)
-    # Both result topics in one subscription: same partition count (checked at start-up), so
-    # one id meets the same agent instance from either tier.
-    results_topic = app.topic(
-        settings.student_results_topic, settings.teacher_results_topic,
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-    )
-    executor = ThreadPoolExecutor(1, thread_name_prefix="student")
-    student_counters, merge_counters = Counters(), Counters()
-    merge = MergeStage(RecentIds(settings.dedup_window), settings.output_topic, settings.dlq_topic)
 
-    async def send_all(produced: Sequence[Output]) -> None:
-        # force=True: publish now rather than as a Faust "attachment" at commit time.
-        futures = [
-            await outputs[o.topic].send(key=o.key, value=o.value, headers=list(o.headers), force=True) for o in produced
-        ]
-        await asyncio.gather(*futures)  # every record acknowledged before any input is acked
 
-    async def run_batched(
-        stream: faust.StreamT, size: int, wait: float, stage, counters: Counters, off_loop: bool, prepare=None,
-        on_uncommitted=None,
-    ) -> None:
-        """Feed the agent's events through a deadline batcher into ``stage``."""
+def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> faust.TopicT:
+    return app.topic(*names, partitions=partitions, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+@dataclass
+class AgentBatches:
+    """Feeds one agent's events through a deadline batcher into its stage, and commits.
+
+    Commit order (the invariant): at least once, an event is acked only after every record
+    its batch produced was acknowledged by the broker; exactly once, a batch's partitions
+    are committed by ``transact_batch`` and the acks are bookkeeping only.
+    """
+
+    stage: Stage
+    size: int
+    wait: float
+    counters: Counters
+    send: Callable[[Sequence[Output]], Awaitable[None]]
+    executor: ThreadPoolExecutor | None = None  # run the stage here (off the event loop)
+    transactions: PartitionTransactions | None = None
+    on_fenced: Callable[[BaseException], Awaitable[None]] | None = None
+    prepare: Callable[[Sequence[Incoming]], Awaitable[None]] | None = None  # before the stage, on the loop
+    on_uncommitted: Callable[[TopicPartition], None] | None = None  # exactly once: a part did not commit
+    _loop_error: list[BaseException] = field(default_factory=list)
+
+    async def consume(self, stream: faust.StreamT) -> None:
         stream = stream.noack()
-        queue: asyncio.Queue = asyncio.Queue(maxsize=size)  # bounded: Faust pauses fetching when full
-        fetch = queue_fetch(queue)
-
-        async def process() -> None:
-            loop = asyncio.get_running_loop()
-            while True:
-                events = await collect_batch(fetch, size, wait)
-                if transactions is not None:
-                    await process_transactional(events, stage, counters, off_loop, prepare, on_uncommitted)
-                    for event in events:
-                        await stream.ack(event)  # bookkeeping only: Faust's commits are off
-                    continue
-                records = [incoming(e) for e in events]
-                if prepare is not None:
-                    await prepare(records)
-                if off_loop:
-                    result: StageResult = await loop.run_in_executor(executor, stage, records)
-                else:
-                    result = stage(records)
-                await send_all(result.outputs)
-                for event in events:
-                    await stream.ack(event)
-                counters.add_batch(len(records), result.to_teacher, result.duplicates, result.dead_letters)
-
-        processor = asyncio.ensure_future(process())
+        queue: asyncio.Queue = asyncio.Queue(maxsize=self.size)  # bounded: Faust pauses fetching when full
+        processor = asyncio.ensure_future(self._process(stream, queue))
         try:
             async for event in stream.events():
                 if processor.done():
@@ -184,132 +141,154 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
         finally:
             processor.cancel()
 
-    transactions = PartitionTransactions(settings, settings.app_id) if settings.exactly_once else None
+    async def _process(self, stream: faust.StreamT, queue: asyncio.Queue) -> None:
+        fetch = queue_fetch(queue)
+        while True:
+            events = await collect_batch(fetch, self.size, self.wait)
+            if self.transactions is not None:
+                await self._transactional(events)
+            else:
+                await self._at_least_once(events)
+            for event in events:
+                await stream.ack(event)  # exactly once: bookkeeping only, Faust's commits are off
 
-    async def process_transactional(events, stage, counters: Counters, off_loop: bool, prepare, on_uncommitted) -> None:
-        """One transaction per consumed partition of the batch: its outputs and next offset."""
-        assert transactions is not None
-        # An event is committed only in the generation it was fetched in, by the producers
-        # started for that generation; older ones are re-read by Faust after the rebalance.
+    async def _run(self, parts: list[list[Incoming]]) -> list[StageResult]:
+        if self.prepare is not None:
+            await self.prepare([r for part in parts for r in part])
+        if self.executor is None:
+            return [self.stage(part) for part in parts]
+        return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: [self.stage(p) for p in parts])
+
+    async def _at_least_once(self, events: list) -> None:
+        records = [incoming(e) for e in events]
+        (result,) = await self._run([records])
+        await self.send(result.outputs)  # every record acknowledged before any input is acked
+        self.counters.add_batch(len(records), result.to_teacher, result.duplicates, result.dead_letters)
+
+    async def _transactional(self, events: list) -> None:
+        assert self.transactions is not None
+        stamped = [(e.message.generation_id, incoming(e)) for e in events]
         try:
-            transactions.check_fenced()
+            outcomes = await transact_batch(self.transactions, stamped, self._run, wait_for_generation=True)
         except TransactionFenced as exc:
-            await fatal(exc)
+            if self.on_fenced is not None:
+                await self.on_fenced(exc)
             raise
-        newest = max(e.message.generation_id for e in events)
-        await transactions.ready.wait()
-        while transactions.generation < newest:  # the new assignment's producers are starting
-            await asyncio.sleep(0.05)
-            await transactions.ready.wait()
-        generation = transactions.generation
-        parts: dict[TopicPartition, list[Incoming]] = {}
-        stale = 0
-        for e in events:
-            tp = TopicPartition(e.message.topic, e.message.partition)
-            part = parts.setdefault(tp, [])
-            if (e.message.generation_id != generation or transactions.is_stale(tp, e.message.offset)
-                    or (part and e.message.offset <= part[-1].source.offset)):  # a copy re-read in the batch
-                stale += 1
+        for outcome in outcomes:
+            if not outcome.committed:
+                if self.on_uncommitted is not None:
+                    self.on_uncommitted(outcome.tp)
                 continue
-            part.append(incoming(e))
-        parts = {tp: part for tp, part in parts.items() if part}
-        if stale:
-            log.info("skipped events of an earlier assignment or already committed", events=stale)
-        if not parts:
-            return
-        records = [r for part in parts.values() for r in part]
-        if prepare is not None:
-            await prepare(records)
+            result = outcome.result
+            self.counters.add_batch(len(outcome.records), result.to_teacher, result.duplicates, result.dead_letters)
 
-        def run_parts() -> list[StageResult]:
-            return [stage(part) for part in parts.values()]
 
-        if off_loop:
-            results = await asyncio.get_running_loop().run_in_executor(executor, run_parts)
-        else:
-            results = run_parts()
-        committed = await asyncio.gather(*(
-            transactions.commit(tp, result.outputs, part[-1].source.offset + 1, generation)
-            for (tp, part), result in zip(parts.items(), results)
-        ))
-        for (tp, part), result, ok in zip(parts.items(), results, committed):
-            if not ok:
-                if on_uncommitted is not None:
-                    on_uncommitted(tp)
-                continue
-            counters.add_batch(len(part), result.to_teacher, result.duplicates, result.dead_letters)
+class MergeWindow:
+    """The merge's de-duplication window, kept whole across restarts and rebalances.
+
+    Before the first result of a partition is merged, what previous owners of that
+    partition emitted is read back from the output topic, so their results are not
+    emitted twice; a revoked partition is read again if it comes back.
+    """
+
+    def __init__(self, settings: Settings, merge: MergeStage):
+        self.settings = settings
+        self.merge = merge
+        self.restored: set[int] = set()  # partitions whose window was read back from the output
+
+    async def restore(self, records: Sequence[Incoming]) -> None:
+        new = {r.source.partition for r in records} - self.restored
+        if new:
+            for partition, keys in (await recent_output_keys(self.settings, new, self.settings.dedup_window)).items():
+                self.merge.recent.forget(partition)
+                self.merge.recent.remember(partition, keys)
+            self.restored.update(new)
+
+    def forget(self, tp: TopicPartition) -> None:
+        # exactly once: a merge part whose transaction did not commit was remembered by the
+        # window; forget the partition and read it back from the output first
+        self.merge.recent.forget(tp.partition)
+        self.restored.discard(tp.partition)
+
+    def revoked(self, partitions: set[int]) -> None:
+        self.restored.difference_update(partitions)
+
+
+def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
+    """The stream worker's Faust app; ``student=None`` builds the passthrough benchmark app."""
+    app = new_app(settings)
+    outputs = {
+        settings.student_results_topic: raw_topic(app, settings.student_results_topic, partitions=settings.result_partitions),
+        settings.teacher_topic: raw_topic(app, settings.teacher_topic, partitions=settings.teacher_partitions),
+        settings.dlq_topic: raw_topic(app, settings.dlq_topic, partitions=1),
+        settings.output_topic: raw_topic(app, settings.output_topic, partitions=settings.result_partitions),
+    }
+    input_topic = raw_topic(app, settings.input_topic, partitions=settings.input_partitions)
+
+    async def send_all(produced: Sequence[Output]) -> None:
+        # force=True: publish now rather than as a Faust "attachment" at commit time.
+        futures = [
+            await outputs[o.topic].send(key=o.key, value=o.value, headers=list(o.headers), force=True) for o in produced
+        ]
+        await asyncio.gather(*futures)
+
+    if student is None:
+        passthrough = AgentBatches(PassthroughStage(settings.output_topic), settings.student_batch_size,
+                                   settings.student_batch_wait, Counters(), send_all)
+        app.agent(input_topic, name="passthrough")(passthrough.consume)
+        return app
+
+    transactions = PartitionTransactions(settings, settings.app_id) if settings.exactly_once else None
+    executor = ThreadPoolExecutor(1, thread_name_prefix="student")
 
     async def fatal(exc: BaseException) -> None:
         log.error("exactly-once processing cannot go on; exiting so the worker restarts", error=str(exc))
         start_shutdown_watchdog(settings.shutdown_timeout_s, "stream")
         await app.crash(exc)
 
-    if student is None:
-
-        @app.agent(input_topic, name="passthrough")
-        async def passthrough_agent(stream: faust.StreamT) -> None:
-            stage = PassthroughStage(settings.output_topic)
-            await run_batched(stream, settings.student_batch_size, settings.student_batch_wait, stage, student_counters, off_loop=False)
-
-        return app
-
-    @app.agent(input_topic, name="student")
-    async def student_agent(stream: faust.StreamT) -> None:
-        await run_batched(stream, settings.student_batch_size, settings.student_batch_wait, student, student_counters, off_loop=True)
-
-    @app.agent(results_topic, name="merge")
-    async def merge_agent(stream: faust.StreamT) -> None:
-        await run_batched(stream, settings.merge_batch_size, settings.merge_batch_wait, merge, merge_counters, off_loop=False,
-                          prepare=restore_dedup, on_uncommitted=forget_uncommitted)
+    merge = MergeStage(RecentIds(settings.dedup_window), settings.output_topic, settings.dlq_topic)
+    window = MergeWindow(settings, merge)
+    students = AgentBatches(student, settings.student_batch_size, settings.student_batch_wait, Counters(), send_all,
+                            executor=executor, transactions=transactions, on_fenced=fatal)
+    merges = AgentBatches(merge, settings.merge_batch_size, settings.merge_batch_wait, Counters(), send_all,
+                          transactions=transactions, on_fenced=fatal, prepare=window.restore, on_uncommitted=window.forget)
+    app.agent(input_topic, name="student")(students.consume)
+    # Both result topics in one subscription: same partition count (checked at start-up), so
+    # one id meets the same agent instance from either tier.
+    app.agent(raw_topic(app, settings.student_results_topic, settings.teacher_results_topic), name="merge")(merges.consume)
 
     @app.timer(settings.summary_interval_s)
     async def summary() -> None:
-        log.info("summary", stage="student", **student_counters.take())
-        log.info("summary", stage="merge", **merge_counters.take(), dedup_ids=len(merge.recent))
+        log.info("summary", stage="student", **students.counters.take())
+        log.info("summary", stage="merge", **merges.counters.take(), dedup_ids=len(merge.recent))
 
-    restored: set[int] = set()  # partitions whose window was read back from the output
-
-    async def restore_dedup(records: Sequence[Incoming]) -> None:
-        # Before the first result of a partition is merged, read back what previous owners
-        # of that partition emitted, so their results are not emitted twice.
-        new = {r.source.partition for r in records} - restored
-        if new:
-            for partition, keys in (await recent_output_keys(settings, new, settings.dedup_window)).items():
-                merge.recent.forget(partition)
-                merge.recent.remember(partition, keys)
-            restored.update(new)
-
-    def forget_uncommitted(tp: TopicPartition) -> None:
-        # exactly-once: a merge batch part whose transaction did not commit was remembered
-        # by the window; forget the partition and read it back from the output first
-        merge.recent.forget(tp.partition)
-        restored.discard(tp.partition)
+    result_topics = (settings.student_results_topic, settings.teacher_results_topic)
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(app_: faust.App, revoked: set, **_: object) -> None:
         # a revoked partition's next owner may emit more; re-read it if it comes back
-        for tp in revoked:
-            if tp.topic in (settings.student_results_topic, settings.teacher_results_topic):
-                restored.discard(tp.partition)
+        window.revoked({tp.partition for tp in revoked if tp.topic in result_topics})
         if transactions is not None:
             await transactions.pause(settings.shutdown_timeout_s)
 
+    if transactions is not None:
+        _connect_transactions(app, settings, transactions, fatal)
+    return app
+
+
+def _connect_transactions(app: faust.App, settings: Settings, transactions: PartitionTransactions, fatal) -> None:
     consumed = {settings.input_topic, settings.student_results_topic, settings.teacher_results_topic}
 
-    if transactions is not None:
-        @app.on_rebalance_complete.connect
-        async def start_transactions(app_: faust.App, **_: object) -> None:
-            # Faust sends this after an assignment and before it seeks the assigned
-            # partitions to their committed offsets: the fencing happens first.
-            assigned = [tp for tp in app.consumer.assignment() if tp.topic in consumed]
-            try:
-                await transactions.assign(assigned, app.consumer_generation_id)
-            except Exception as exc:  # noqa: BLE001 - without producers nothing can be committed
-                await fatal(exc)
+    @app.on_rebalance_complete.connect
+    async def start_transactions(app_: faust.App, **_: object) -> None:
+        # Faust sends this after an assignment and before it seeks the assigned
+        # partitions to their committed offsets: the fencing happens first.
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic in consumed]
+        try:
+            await transactions.assign(assigned, app.consumer_generation_id)
+        except Exception as exc:  # noqa: BLE001 - without producers nothing can be committed
+            await fatal(exc)
 
-        @app.on_before_shutdown.connect
-        async def stop_transactions(app_: faust.App, **_: object) -> None:
-            await transactions.close()
-
-    app.tango_executor = executor  # type: ignore[attr-defined]
-    return app
+    @app.on_before_shutdown.connect
+    async def stop_transactions(app_: faust.App, **_: object) -> None:
+        await transactions.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -63,6 +65,11 @@ def configure_logging(settings: Settings) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def worker_name(role: str) -> str:
+    """``role@host:pid``: who decided a result, in the result and in every log line."""
+    return f"{role}@{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass

@@ -8,7 +8,7 @@ worker and the merge drops the repeated results.
 
 With ``processing_guarantee=exactly_once`` a batch is cut by partition and each part's
 results, dead letters and next offset are committed in one transaction of that
-partition's producer (``stream_app.transactions``; ``_handle_transactional``), the input
+partition's producer (``stream_app.kafka_io.transactions``; ``_handle_transactional``), the input
 is read ``read_committed``, and a rebalance listener starts the producers of each new
 assignment, fencing the partitions' previous owners, before their offsets are read.
 
@@ -25,19 +25,36 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    RebalanceInProgressError,
+)
 
 from stream_app.batching import collect_batch, safe_batch_size
-from stream_app.kafka_clients import aiokafka_config
-from stream_app.records import Source
+from stream_app.kafka_io.clients import aiokafka_config
+from stream_app.kafka_io.transactions import (
+    PartitionTransactions,
+    Stamped,
+    transact_batch,
+)
+from stream_app.records import Incoming, Source, StageResult
 from stream_app.settings import Settings
 from stream_app.shutdown import start_shutdown_watchdog
-from stream_app.stages import Incoming, StageResult, TeacherStage
 from stream_app.telemetry import Counters
-from stream_app.transactions import PartitionTransactions
+from workers.teacher_stage import TeacherStage
 
 log = structlog.get_logger("tango.teacher")
+
+
+def _incoming(r) -> Incoming:
+    return Incoming(Source(r.topic, r.partition, r.offset), r.key, r.value, r.timestamp / 1000.0, tuple(r.headers or ()))
 
 
 class TeacherWorker:
@@ -59,156 +76,83 @@ class TeacherWorker:
             start_shutdown_watchdog(self.settings.shutdown_timeout_s, "teacher")
         self._stopping.set()
 
-    async def run(self) -> None:
-        config = aiokafka_config(self.settings)
-        if self.transactions is not None:
-            await self._run_transactional(config)
-            return
+    def _consumer(self) -> AIOKafkaConsumer:
+        settings = self.settings
         consumer = AIOKafkaConsumer(
-            self.settings.teacher_topic,
-            group_id=self.settings.teacher_group,
+            group_id=settings.teacher_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_interval_ms=int(self.settings.max_poll_interval_s * 1000),
-            session_timeout_ms=int(self.settings.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(max(self.settings.session_timeout_s / 4, 0.5) * 1000),
+            # exactly once: never read a request whose transaction was aborted
+            isolation_level="read_committed" if self.transactions is not None else "read_uncommitted",
+            max_poll_interval_ms=int(settings.max_poll_interval_s * 1000),
+            session_timeout_ms=int(settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(max(settings.session_timeout_s / 4, 0.5) * 1000),
             key_deserializer=None,
             value_deserializer=None,
-            **config,
+            **aiokafka_config(settings),
         )
-        producer = AIOKafkaProducer(acks="all", linger_ms=5, enable_idempotence=True, **config)
-        await producer.start()
-        await consumer.start()
-        summary = asyncio.ensure_future(self._summaries())
-        log.info("teacher worker started", worker=self.stage.worker, topic=self.settings.teacher_topic)
-        try:
-            while not self._stopping.is_set():
-                batch = await self._next_batch(consumer)
-                if batch:
-                    await self._handle(batch, consumer, producer)
-        finally:
-            summary.cancel()
-            await consumer.stop()  # leaves the group at once, so the others take over
-            await producer.stop()
-            self.executor.shutdown(wait=False)
-            log.info("teacher worker stopped", worker=self.stage.worker)
+        listener = _StartTransactions(self, consumer) if self.transactions is not None else None
+        consumer.subscribe([settings.teacher_topic], listener=listener)
+        return consumer
 
-    async def _run_transactional(self, config: dict) -> None:
-        """The exactly-once loop: as ``run``, with a transaction per partition and batch."""
-        assert self.transactions is not None
-        consumer = AIOKafkaConsumer(
-            group_id=self.settings.teacher_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",  # never read a request whose transaction was aborted
-            max_poll_interval_ms=int(self.settings.max_poll_interval_s * 1000),
-            session_timeout_ms=int(self.settings.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(max(self.settings.session_timeout_s / 4, 0.5) * 1000),
-            key_deserializer=None,
-            value_deserializer=None,
-            **config,
-        )
-        consumer.subscribe([self.settings.teacher_topic], listener=_StartTransactions(self, consumer))
+    async def run(self) -> None:
+        """One loop for both delivery modes: consume → batch → infer → produce → commit."""
+        consumer = self._consumer()
+        producer = None
+        if self.transactions is None:
+            producer = AIOKafkaProducer(acks="all", linger_ms=5, enable_idempotence=True, **aiokafka_config(self.settings))
+            await producer.start()
         await consumer.start()
         summary = asyncio.ensure_future(self._summaries())
         log.info("teacher worker started", worker=self.stage.worker, topic=self.settings.teacher_topic,
-                 processing_guarantee="exactly_once")
+                 processing_guarantee=self.settings.processing_guarantee)
         try:
             while not self._stopping.is_set():
-                batch = await self._next_batch(consumer, stamped=True)
+                batch = await self._next_batch(consumer)
                 if self._fatal is not None:
                     raise self._fatal
-                if batch:
-                    await self._handle_transactional(batch)
+                if not batch:
+                    continue
+                if producer is None:
+                    await self._commit_transactional(batch)
+                else:
+                    await self._commit_at_least_once(batch, consumer, producer)
         finally:
             summary.cancel()
-            await consumer.stop()  # revokes (the listener lets an in-flight commit finish) and leaves the group
-            await self.transactions.close()
+            await consumer.stop()  # leaves the group at once, so the others take over
+            if producer is not None:
+                await producer.stop()
+            if self.transactions is not None:
+                await self.transactions.close()
             self.executor.shutdown(wait=False)
             log.info("teacher worker stopped", worker=self.stage.worker)
 
-    async def _handle_transactional(self, batch: list) -> None:
+    async def _infer(self, parts: list[list[Incoming]]) -> list[StageResult]:
+        """The stage on each part, in the model thread; updates the per-record cost."""
+        started = time.perf_counter()
+        results = await asyncio.get_running_loop().run_in_executor(self.executor, lambda: [self.stage(p) for p in parts])
+        cost = (time.perf_counter() - started) / max(1, sum(len(p) for p in parts))
+        self.per_record_s = cost if self.per_record_s == 0 else 0.8 * self.per_record_s + 0.2 * cost
+        return results
+
+    async def _commit_transactional(self, batch: list[Stamped]) -> None:
         """Each partition's part of the batch: its results and next offset in one transaction."""
-        transactions = self.transactions
-        assert transactions is not None
-        transactions.check_fenced()
-        if not transactions.ready.is_set():
-            return  # a rebalance is under way: the consumer re-reads these from the committed offsets
-        generation = transactions.generation
-        parts: dict[TopicPartition, list[Incoming]] = {}
-        stale = 0
-        for fetched_in, r in batch:
-            tp = TopicPartition(r.topic, r.partition)
-            # fetched before the last rebalance (the consumer reads it again from the committed
-            # offset) or already committed by this worker: not this batch's to commit
-            part = parts.setdefault(tp, [])
-            if fetched_in != generation or transactions.is_stale(tp, r.offset) or (part and r.offset <= part[-1].source.offset):
-                stale += 1
-                continue
-            part.append(
-                Incoming(Source(r.topic, r.partition, r.offset), r.key, r.value, r.timestamp / 1000.0, tuple(r.headers or ())))
-        parts = {tp: part for tp, part in parts.items() if part}
-        if stale:
-            log.info("skipped records of an earlier assignment or already committed", records=stale)
-        if not parts:
-            return
-        started = time.perf_counter()
-        results: list[StageResult] = await asyncio.get_running_loop().run_in_executor(
-            self.executor, lambda: [self.stage(part) for part in parts.values()])
-        elapsed = time.perf_counter() - started
-        count = sum(len(part) for part in parts.values())
-        cost = elapsed / count
-        self.per_record_s = cost if self.per_record_s == 0 else 0.8 * self.per_record_s + 0.2 * cost
-        committed = await asyncio.gather(*(
-            transactions.commit(tp, result.outputs, part[-1].source.offset + 1, generation)
-            for (tp, part), result in zip(parts.items(), results)
-        ))
-        moved = [tp.partition for tp, ok in zip(parts, committed) if not ok]
-        if moved:
-            log.info("partitions moved during the batch; their new owner redelivers it", partitions=moved)
-        for (tp, part), result, ok in zip(parts.items(), results, committed):
-            if not ok:
-                continue
-            self.counters.add_batch(len(part), dead_letters=result.dead_letters)
+        assert self.transactions is not None
+        for outcome in await transact_batch(self.transactions, batch, self._infer, wait_for_generation=False):
+            if outcome.committed:
+                self.counters.add_batch(len(outcome.records), dead_letters=outcome.result.dead_letters)
 
-    async def _next_batch(self, consumer: AIOKafkaConsumer, stamped: bool = False) -> list:
-        """The next batch of records; with ``stamped``, of (generation fetched in, record) pairs."""
-        size = safe_batch_size(self.per_record_s, self.settings.max_poll_interval_s, self.settings.teacher_batch_size)
-
-        async def fetch(timeout: float | None, max_records: int) -> list:
-            # wait in short slices for the first record so a stop request is seen promptly
-            wait_ms = 500 if timeout is None else int(timeout * 1000)
-            fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
-            records = [r for part in fetched.values() for r in part]
-            if stamped:
-                records = [(self._generation, r) for r in records]  # no await since getmany: same generation
-            if not records and timeout is None and (self._stopping.is_set() or self._fatal is not None):
-                raise _Stopped
-            return records
-
-        try:
-            return await collect_batch(fetch, size, self.settings.teacher_batch_wait)
-        except _Stopped:
-            return []
-
-    async def _handle(self, batch: list, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
-        records = [
-            Incoming(Source(r.topic, r.partition, r.offset), r.key, r.value, r.timestamp / 1000.0, tuple(r.headers or ()))
-            for r in batch
-        ]
-        started = time.perf_counter()
-        result: StageResult = await asyncio.get_running_loop().run_in_executor(self.executor, self.stage, records)
-        elapsed = time.perf_counter() - started
-        cost = elapsed / len(records)
-        self.per_record_s = cost if self.per_record_s == 0 else 0.8 * self.per_record_s + 0.2 * cost
+    async def _commit_at_least_once(self, batch: list[Stamped], consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        records = [record for _, record in batch]
+        (result,) = await self._infer([records])
         futures = [
             await producer.send(o.topic, key=o.key, value=o.value, headers=list(o.headers) or None) for o in result.outputs
         ]
         await asyncio.gather(*futures)  # all results acknowledged ...
         offsets: dict[TopicPartition, int] = {}
-        for r in batch:
-            tp = TopicPartition(r.topic, r.partition)
-            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        for r in records:
+            tp = TopicPartition(r.source.topic, r.source.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.source.offset + 1)
         assigned = consumer.assignment()
         moved = [tp for tp in offsets if tp not in assigned]
         offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
@@ -222,6 +166,25 @@ class TeacherWorker:
             # merge drops the results produced twice.
             log.warning("commit failed after rebalance; batch will be redelivered", error=str(exc))
         self.counters.add_batch(len(records), dead_letters=result.dead_letters)
+
+    async def _next_batch(self, consumer: AIOKafkaConsumer) -> list[Stamped]:
+        """The next batch of (generation fetched in, record) pairs."""
+        size = safe_batch_size(self.per_record_s, self.settings.max_poll_interval_s, self.settings.teacher_batch_size)
+
+        async def fetch(timeout: float | None, max_records: int) -> list[Stamped]:
+            # wait in short slices for the first record so a stop request is seen promptly
+            wait_ms = 500 if timeout is None else int(timeout * 1000)
+            fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
+            # no await since getmany: every record is of the current generation
+            records = [(self._generation, _incoming(r)) for part in fetched.values() for r in part]
+            if not records and timeout is None and (self._stopping.is_set() or self._fatal is not None):
+                raise _Stopped
+            return records
+
+        try:
+            return await collect_batch(fetch, size, self.settings.teacher_batch_wait)
+        except _Stopped:
+            return []
 
     async def _summaries(self) -> None:
         while True:

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from stream_app.kafka_local import LocalKafka
+from stream_app.tools.local_broker import LocalKafka
 
 _HERE = Path(__file__).resolve().parent
 

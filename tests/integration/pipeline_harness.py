@@ -70,7 +70,7 @@ class Pipeline:
     def start(self, name: str, *args: str, script: str = "", env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start ``tango ARGS`` (or a Python ``script``) as process ``name``, logging to NAME.log."""
         log = open(self.workdir / f"{name}.log", "ab")
-        command = [sys.executable, script] if script else [sys.executable, "-m", "stream_app.cli", *args]
+        command = [sys.executable, script] if script else [sys.executable, "-m", "stream_app.tools.cli", *args]
         process = subprocess.Popen(
             command, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parents[2],

@@ -9,7 +9,7 @@ import sys
 import time
 
 from models.teacher import TeacherClassifier
-from stream_app.cli import main
+from stream_app.tools.cli import main
 
 _logits = TeacherClassifier.logits
 _calls = {"n": 0}

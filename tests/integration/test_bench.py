@@ -23,7 +23,7 @@ def test_bench_smoke(kafka_local, tmp_path):
     bundle = make_tiny_bundle(tmp_path / "bundle", texts, labels=labels)
     out = tmp_path / "bench" / "bench.json"
     subprocess.run(
-        [sys.executable, "-m", "stream_app.cli", "bench", "--records", "300", "--warmup", "20", "--data", str(data),
+        [sys.executable, "-m", "stream_app.tools.cli", "bench", "--records", "300", "--warmup", "20", "--data", str(data),
          "--out", str(out), "--external-kafka", "--bootstrap-servers", kafka_local.bootstrap, "--bundle", str(bundle),
          "--timeout", "240", "--logs", str(tmp_path / "logs")],
         check=True, timeout=900,

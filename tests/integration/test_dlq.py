@@ -41,7 +41,7 @@ class Topics:
 
     def tango(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "stream_app.cli", "dlq", *args],
+            [sys.executable, "-m", "stream_app.tools.cli", "dlq", *args],
             env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120,
         )
 

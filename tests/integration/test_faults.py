@@ -21,7 +21,12 @@ from pathlib import Path
 import pytest
 
 from models.testing import make_tiny_bundle
-from tests.integration.fault_harness import FAULT_GUARANTEE, FaultRun, fault_pipeline, merge_dropped
+from tests.integration.fault_harness import (
+    FAULT_GUARANTEE,
+    FaultRun,
+    fault_pipeline,
+    merge_dropped,
+)
 from tests.integration.pipeline_harness import Pipeline, running, summaries, tweet_texts
 
 pytestmark = pytest.mark.faults

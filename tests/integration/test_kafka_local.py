@@ -1,4 +1,4 @@
-"""Integration tests for stream_app.kafka_local against a real Kafka broker."""
+"""Integration tests for stream_app.tools.local_broker against a real Kafka broker."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from stream_app.kafka_local import LocalKafka
+from stream_app.tools.local_broker import LocalKafka
 
 
 def _create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:

@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from models.testing import make_tiny_bundle
-from stream_app.kafka_clients import kafka_python_config
-from stream_app.kafka_local import KafkaLocalError, LocalKafka
+from stream_app.kafka_io.clients import kafka_python_config
 from stream_app.settings import Settings
+from stream_app.tools.local_broker import KafkaLocalError, LocalKafka
 from tests.integration.pipeline_harness import Pipeline, running, tweet_texts
 
 USER, PASSWORD = "tango-app", "s3cret-\"quoted\"=pw"  # quotes and '=' survive StorageTool's parser
@@ -85,7 +85,7 @@ class SaslPipeline(Pipeline):
         return Settings.from_env(self.env)
 
     def cli(self, *args: str, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "stream_app.cli", *args], env=self.env, input=stdin,
+        return subprocess.run([sys.executable, "-m", "stream_app.tools.cli", *args], env=self.env, input=stdin,
                               capture_output=True, timeout=timeout, cwd=REPO)
 
     def group_members(self, group: str) -> int:
@@ -190,7 +190,7 @@ def test_wrong_password_fails_fast_with_a_plain_message(scram_kafka, bundle, tmp
                 "tail": ["tail", "--from-beginning", "--timeout", "5"]}
     started = time.monotonic()
     processes = {
-        name: subprocess.Popen([sys.executable, "-m", "stream_app.cli", *args], env=pipeline.env, stdin=subprocess.DEVNULL,
+        name: subprocess.Popen([sys.executable, "-m", "stream_app.tools.cli", *args], env=pipeline.env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
         for name, args in commands.items()
     }

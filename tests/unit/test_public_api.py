@@ -12,8 +12,8 @@ from importlib import metadata
 import pytest
 
 import stream_app
-from stream_app import cli
 from stream_app.settings import Settings
+from stream_app.tools import cli
 
 CORE_COMMANDS = ["bench", "bench-models", "demo", "dlq", "kafka", "produce", "settings", "stream", "tail", "teacher"]
 MODEL_COMMANDS = {"train", "evaluate", "wos"}  # being added by the models CLI; may be absent
@@ -90,4 +90,4 @@ def test_console_script_entry_point():
     tango = [ep for ep in scripts if ep.name == "tango"]
     if not tango:
         pytest.skip("tango-stream is not installed in this environment")
-    assert tango[0].value == "stream_app.cli:main"
+    assert tango[0].value == "stream_app.tools.cli:main"

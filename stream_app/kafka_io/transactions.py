@@ -1,0 +1,304 @@
+"""Exactly-once mode: one Kafka transaction per consumed partition and batch.
+
+With ``processing_guarantee=exactly_once`` every stage (student agent, merge agent,
+teacher workers) writes a batch's outputs for one consumed partition, dead letters
+included, and that partition's next offset in one transaction (``commit``), and reads
+its input ``read_committed``. A batch is either wholly visible downstream with its input
+committed, or not at all and redelivered: nothing is produced twice.
+
+Fencing (what stops a worker that lost a partition from committing it too). Each
+consumed partition has its own transactional id, ``<group>-<topic>-<partition>``: the
+same in every process and across restarts. A worker that is assigned a partition starts
+a fresh producer for that id (``assign``) before it reads the partition's committed
+offset; starting it (InitProducerId) bumps the id's epoch, which
+
+* fences the previous owner's producer: a worker that was declared dead but is still
+  running (a "zombie": stalled longer than the session or poll timeout) fails its next
+  send or commit with ``ProducerFenced`` instead of committing the partition's batch a
+  second time; and
+* aborts the previous owner's open transaction at once (a ``kill -9`` mid-batch), so the
+  partitions it wrote do not stay blocked for ``read_committed`` readers until the
+  transaction times out.
+
+This is the per-partition scheme of Kafka Streams before KIP-447 ("eos-alpha"). KIP-447
+fencing by consumer-group generation is not available: aiokafka's
+``send_offsets_to_transaction`` takes only a group id (TxnOffsetCommit v0, no generation
+or member id), so the broker accepts an offset commit from any producer of the group;
+fencing rests on the transactional ids alone. What this does not cover: a worker whose
+generation is stale without its knowing it, whose producer was started after the new
+owner's (impossible in one rebalance: the new owner's assignment is later), and a
+partition whose producer was fenced while the worker still owns it in the current
+generation (a transaction older than the coordinator's transaction timeout, 60 s): the
+partition then commits nothing more, and if no rebalance follows within twice the
+session timeout the worker raises ``TransactionFenced`` and must be restarted (nothing
+is lost: its offsets were not committed).
+
+Costs: one producer (one connection, one coordinator entry) per consumed partition; per
+batch and partition an AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn
+round trip plus a commit marker in every partition written; and outputs become visible
+only at the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import ProducerFenced
+
+from stream_app.kafka_io.clients import aiokafka_config
+from stream_app.records import Incoming, Output, StageResult
+from stream_app.settings import Settings
+
+log = structlog.get_logger("tango.transactions")
+
+
+class TransactionFenced(RuntimeError):
+    """A partition's producer was fenced although this worker still owns the partition."""
+
+
+class PartitionTransactions:
+    """Transactional producers for the partitions one consumer group member owns.
+
+    ``generation`` counts assignments; a batch is committed only in the generation its
+    records were fetched in (``commit`` returns False otherwise: the consumer re-reads
+    the partition from its committed offset after a rebalance, so the batch comes back).
+    ``next_offsets`` is the offset after the last batch committed per partition, so
+    records fetched again after a commit raced a rebalance are recognised and skipped.
+    """
+
+    def __init__(self, settings: Settings, group_id: str, fenced_grace_s: float | None = None):
+        self._config = aiokafka_config(settings)
+        self.group_id = group_id
+        self.generation = -1
+        self.next_offsets: dict[TopicPartition, int] = {}
+        self.ready = asyncio.Event()  # set while producers match the current assignment
+        self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self._open: set[TopicPartition] = set()  # producers with a begun transaction
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._fenced_grace_s = fenced_grace_s if fenced_grace_s is not None else 2 * settings.session_timeout_s
+        self._fenced_at: tuple[int, float] | None = None  # (generation, when) of a fence without a rebalance yet
+
+    def transactional_id(self, tp: TopicPartition) -> str:
+        return f"{self.group_id}-{tp.topic}-{tp.partition}"
+
+    def owns(self, tp: TopicPartition) -> bool:
+        return tp in self._producers
+
+    def is_stale(self, tp: TopicPartition, offset: int) -> bool:
+        """True for a record this member already committed (fetched again after a rebalance)."""
+        return offset < self.next_offsets.get(tp, -1)
+
+    async def pause(self, timeout_s: float) -> None:
+        """On revocation: start no new transaction and let the one in flight finish."""
+        self.ready.clear()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("a transaction is still in flight at revocation; the next owner's producer aborts it")
+
+    async def assign(self, tps: Iterable[TopicPartition], generation: int) -> None:
+        """Fresh producers for the partitions of a new assignment.
+
+        Every producer is started (InitProducerId: fences the id's previous producer and
+        aborts its open transaction) before this returns, so call it before the consumer
+        reads the committed offsets of ``tps``.
+        """
+        self.ready.clear()
+        old, self._producers = self._producers, {}
+        self._open.clear()
+        await asyncio.gather(*(p.stop() for p in old.values()), return_exceptions=True)
+        wanted = sorted({TopicPartition(tp.topic, tp.partition) for tp in tps})
+        producers = {
+            tp: AIOKafkaProducer(
+                transactional_id=self.transactional_id(tp), acks="all", enable_idempotence=True, linger_ms=5,
+                **self._config,
+            )
+            for tp in wanted
+        }
+        started = await asyncio.gather(*(p.start() for p in producers.values()), return_exceptions=True)
+        errors = [r for r in started if isinstance(r, BaseException)]
+        if errors:
+            await asyncio.gather(*(p.stop() for p in producers.values()), return_exceptions=True)
+            raise errors[0]
+        self._producers = producers
+        self.next_offsets = {tp: o for tp, o in self.next_offsets.items() if tp in producers}
+        self.generation = generation
+        self._fenced_at = None
+        self.ready.set()
+        if wanted:
+            log.info("transactional producers started", generation=generation,
+                     partitions=[f"{tp.topic}:{tp.partition}" for tp in wanted])
+
+    async def close(self) -> None:
+        self.ready.clear()
+        producers, self._producers = self._producers, {}
+        await asyncio.gather(*(p.stop() for p in producers.values()), return_exceptions=True)
+
+    def check_fenced(self) -> None:
+        """Raise ``TransactionFenced`` if a producer was fenced in the current generation and
+        no rebalance has followed within the grace period (called before each batch)."""
+        if self._fenced_at is not None:
+            generation, since = self._fenced_at
+            if generation == self.generation and time.monotonic() - since > self._fenced_grace_s:
+                raise TransactionFenced(
+                    f"a transactional producer of group {self.group_id} was fenced in generation {generation} and no "
+                    f"rebalance followed within {self._fenced_grace_s:g}s; restart the worker")
+
+    async def commit(self, tp: TopicPartition, outputs: Sequence[Output], next_offset: int, generation: int) -> bool:
+        """Produce ``outputs`` and commit ``tp`` at ``next_offset`` in one transaction.
+
+        True once committed. False, with nothing of it visible, if ``tp`` is not this
+        member's to commit in ``generation`` any more: a rebalance is under way or done
+        (the consumer then re-reads the partition from its committed offset), or the
+        producer was fenced (a new owner started one). After False no later batch of ``tp``
+        is committed before the next assignment, so nothing is skipped. Transient errors (a
+        broker restart) abort the attempt and retry it.
+        """
+        delay = 0.2
+        while True:
+            # never wait for the next assignment here: a consumer may only rejoin on its next poll
+            if not self.ready.is_set() or generation != self.generation or tp not in self._producers:
+                return False
+            producer = self._producers[tp]
+            fenced = False
+            self._busy += 1
+            self._idle.clear()
+            try:
+                if tp not in self._open:
+                    await producer.begin_transaction()
+                    self._open.add(tp)
+                for o in outputs:
+                    await producer.send(o.topic, o.value, key=o.key, headers=list(o.headers) or None)
+                await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)
+                self._open.discard(tp)  # committed or failed, the transaction is over
+                await producer.commit_transaction()
+                self.next_offsets[tp] = max(next_offset, self.next_offsets.get(tp, 0))
+                return True
+            except ProducerFenced:
+                fenced = True
+            except Exception as exc:  # noqa: BLE001 - any other failure: abort, then retry the batch
+                if producer._txn_manager.is_fatal_error():  # noqa: SLF001 - no public accessor
+                    fenced = True
+                else:
+                    log.warning("transaction failed; aborting and retrying", partition=f"{tp.topic}:{tp.partition}",
+                                error=repr(exc))
+                    self._open.discard(tp)
+                    try:
+                        await producer.abort_transaction()
+                    except ProducerFenced:
+                        fenced = True
+                    except Exception as abort_exc:  # noqa: BLE001
+                        fenced = producer._txn_manager.is_fatal_error()  # noqa: SLF001
+                        log.warning("abort failed", error=repr(abort_exc))
+            finally:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
+            if fenced:
+                self._fenced(tp, producer, generation)
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _fenced(self, tp: TopicPartition, producer: AIOKafkaProducer, generation: int) -> None:
+        """Fenced: another producer took the id, so the partition has moved (a rebalance is
+        under way) - or this member's transaction outlived the coordinator's timeout. The
+        partition gets no producer until the next assignment; ``check_fenced`` gives up if
+        that does not come."""
+        if self._producers.get(tp) is producer:
+            del self._producers[tp]
+            self._open.discard(tp)
+            asyncio.ensure_future(producer.stop())
+        log.info("producer fenced; the partition's owner reprocesses the batch", partition=f"{tp.topic}:{tp.partition}")
+        if generation == self.generation and self._fenced_at is None:
+            self._fenced_at = (generation, time.monotonic())
+
+
+# --- the batch step every exactly-once stage shares ------------------------------------
+
+Stamped = tuple[int, Incoming]  # (generation the record was fetched in, the record)
+
+
+def split_by_partition(
+    stamped: Sequence[Stamped], generation: int, is_stale: Callable[[TopicPartition, int], bool]
+) -> tuple[dict[TopicPartition, list[Incoming]], int]:
+    """A batch's records per consumed partition, without those not this batch's to commit.
+
+    Dropped (and counted): records fetched in another generation (after a rebalance the
+    consumer reads them again from the committed offset), records this member already
+    committed (``is_stale``), and copies re-read within the batch (offset not increasing).
+
+    >>> r = lambda p, o: (1, Incoming(Source("t", p, o), None, b""))
+    >>> parts, dropped = split_by_partition([r(0, 5), r(1, 2), r(0, 5), (0, r(0, 6)[1])], 1, lambda tp, o: False)
+    >>> {tp.partition: [x.source.offset for x in xs] for tp, xs in parts.items()}, dropped
+    ({0: [5], 1: [2]}, 2)
+    """
+    parts: dict[TopicPartition, list[Incoming]] = {}
+    dropped = 0
+    for fetched_in, record in stamped:
+        tp = TopicPartition(record.source.topic, record.source.partition)
+        part = parts.setdefault(tp, [])
+        if fetched_in != generation or is_stale(tp, record.source.offset) or (part and record.source.offset <= part[-1].source.offset):
+            dropped += 1
+            continue
+        part.append(record)
+    return {tp: part for tp, part in parts.items() if part}, dropped
+
+
+@dataclass(frozen=True)
+class PartOutcome:
+    """One consumed partition's share of a batch, the stage's result for it, and whether it committed."""
+
+    tp: TopicPartition
+    records: list[Incoming]
+    result: StageResult
+    committed: bool
+
+
+async def transact_batch(
+    transactions: PartitionTransactions,
+    stamped: Sequence[Stamped],
+    run_parts: Callable[[list[list[Incoming]]], Awaitable[list[StageResult]]],
+    wait_for_generation: bool,
+) -> list[PartOutcome]:
+    """Run a batch's partitions through a stage and commit each in its own transaction.
+
+    The one exactly-once batch step of the stream worker's agents and the teacher workers.
+    A record is committed only in the generation it was fetched in, by the producers
+    started for that generation. ``wait_for_generation``: the stream worker's Faust events
+    can arrive before its rebalance handler has started the new producers, so it waits for
+    them; a teacher worker stamps records only after its producers started, and must not
+    wait (its consumer may rejoin only on its next poll), so a batch met mid-rebalance is
+    left to be redelivered. Raises ``TransactionFenced`` (see ``check_fenced``).
+    """
+    transactions.check_fenced()
+    if wait_for_generation:
+        newest = max(generation for generation, _ in stamped)
+        await transactions.ready.wait()
+        while transactions.generation < newest:  # the new assignment's producers are starting
+            await asyncio.sleep(0.05)
+            await transactions.ready.wait()
+    elif not transactions.ready.is_set():
+        return []  # a rebalance is under way: the consumer re-reads these from the committed offsets
+    generation = transactions.generation
+    parts, dropped = split_by_partition(stamped, generation, transactions.is_stale)
+    if dropped:
+        log.info("skipped records of an earlier assignment or already committed", records=dropped)
+    if not parts:
+        return []
+    results = await run_parts(list(parts.values()))
+    committed = await asyncio.gather(*(
+        transactions.commit(tp, result.outputs, part[-1].source.offset + 1, generation)
+        for (tp, part), result in zip(parts.items(), results)
+    ))
+    moved = [tp.partition for tp, ok in zip(parts, committed) if not ok]
+    if moved:
+        log.info("partitions moved during the batch; their new owner redelivers it", partitions=moved)
+    return [PartOutcome(tp, part, result, ok) for (tp, part), result, ok in zip(parts.items(), results, committed)]

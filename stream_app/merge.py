@@ -1,0 +1,85 @@
+"""The merge stage and its de-duplication window (pure: no Kafka).
+
+Both result topics feed the merge; it forwards each id once to the output topic and drops
+redeliveries that are still in its bounded window (``RecentIds``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from stream_app.records import Incoming, Output, Reason, StageResult
+
+
+class RecentIds:
+    """Remembers the last ``window`` ids seen on each partition.
+
+    Bound (the invariant): each partition holds at most ``window`` ids, evicting the
+    oldest first, so memory is O(partitions × window) whatever the input volume. A
+    redelivered id is recognised if fewer than ``window`` newer ids reached its
+    partition since its first delivery; redeliveries come from uncommitted offsets,
+    so ``window`` must exceed the records a stage can have in flight between commits.
+    """
+
+    def __init__(self, window: int):
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        self.window = window
+        self._seen: dict[int, OrderedDict[bytes, None]] = {}
+
+    def first_time(self, partition: int, key: bytes) -> bool:
+        """True the first time ``key`` is seen on ``partition`` within the window."""
+        seen = self._seen.setdefault(partition, OrderedDict())
+        if key in seen:
+            seen.move_to_end(key)
+            return False
+        seen[key] = None
+        if len(seen) > self.window:
+            seen.popitem(last=False)
+        return True
+
+    def remember(self, partition: int, keys: list[bytes]) -> None:
+        """Load ids already emitted on ``partition`` (oldest first), e.g. read back from the output topic."""
+        seen = self._seen.setdefault(partition, OrderedDict())
+        for key in keys[-self.window :]:
+            seen[key] = None
+            seen.move_to_end(key)
+        while len(seen) > self.window:
+            seen.popitem(last=False)
+
+    def forget(self, partition: int) -> None:
+        """Drop a partition's ids once it is revoked: its next owner reads them back."""
+        self._seen.pop(partition, None)
+
+    def partitions(self) -> set[int]:
+        return set(self._seen)
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._seen.values())
+
+
+@dataclass(frozen=True)
+class MergeStage:
+    """Forward each result id once to the output topic; drop redeliveries within the window.
+
+    The result bytes pass through unchanged, keyed by id; the id is read from the key,
+    so the merge never parses a result.
+    """
+
+    recent: RecentIds
+    output_topic: str
+    dlq_topic: str
+
+    def __call__(self, records: Sequence[Incoming]) -> StageResult:
+        out = StageResult()
+        for record in records:
+            if record.key is None or record.value is None:
+                out.reject(self.dlq_topic, record, Reason.BAD_RESULT, "result without key or value", "merge")
+                continue
+            if self.recent.first_time(record.source.partition, record.key):
+                out.outputs.append(Output(self.output_topic, record.key, record.value))
+            else:
+                out.duplicates += 1
+        return out

@@ -1,0 +1,108 @@
+"""The student stage (pure: no Kafka, no torch, no event loop).
+
+Decode → validate → student logits (one call per batch) → calibrate → route: each
+confident record becomes a student result, each unsure one a teacher request, each bad
+one a dead letter. The stage takes the logits as a callable, so tests pass any function
+and ``stream_app.local.run_local`` runs the cascade without a broker; the stream worker
+calls it off the event loop (the model call is the slow part).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import orjson
+
+from models.cascade import calibrated_probs, route
+from stream_app.records import (
+    Incoming,
+    Output,
+    Reason,
+    Rejected,
+    StageResult,
+    Tweet,
+    decode_tweet,
+    result_record,
+    teacher_request,
+)
+from stream_app.telemetry import worker_name
+
+if TYPE_CHECKING:
+    from models.bundle import Bundle
+    from stream_app.settings import Settings
+
+Logits = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class StudentStage:
+    """Decode → validate → student logits (one call) → calibrate → route."""
+
+    logits: Logits
+    labels: Sequence[str]
+    threshold: float
+    temperature: float
+    student_version: str
+    max_text_chars: int
+    results_topic: str
+    teacher_topic: str
+    dlq_topic: str
+    worker: str = "stream"
+
+    def __call__(self, records: Sequence[Incoming]) -> StageResult:
+        out = StageResult()
+        tweets: list[Tweet] = []
+        sources: list[Incoming] = []
+        for record in records:
+            decoded = decode_tweet(record.value, record.source, self.max_text_chars, record.timestamp)
+            if isinstance(decoded, Rejected):
+                out.reject(self.dlq_topic, record, decoded.reason, decoded.detail, "student")
+            else:
+                tweets.append(decoded)
+                sources.append(record)
+        if not tweets:
+            return out
+        ingested_at = time.time()
+        probs = calibrated_probs(self.logits([t.text for t in tweets]), self.temperature)
+        routing = route(probs, self.threshold)
+        decided_at = time.time()
+        label_ids, confidences = routing.label_ids.tolist(), routing.confidences.tolist()
+        for i, tweet in enumerate(tweets):
+            key = tweet.id.encode()
+            try:
+                if routing.to_teacher[i]:
+                    value = teacher_request(tweet, ingested_at, label_ids[i], confidences[i], probs[i].tolist(), self.student_version)
+                    out.outputs.append(Output(self.teacher_topic, key, value))
+                    out.to_teacher += 1
+                else:
+                    value = result_record(
+                        tweet_id=tweet.id, labels=self.labels, label_id=label_ids[i], confidence=confidences[i],
+                        tier="student", student_label_id=label_ids[i], student_confidence=confidences[i],
+                        models={"student": self.student_version}, produced_at=tweet.produced_at,
+                        ingested_at=ingested_at, decided_at=decided_at, extra=tweet.extra, worker=self.worker,
+                    )
+                    out.outputs.append(Output(self.results_topic, key, value))
+            except orjson.JSONEncodeError as exc:  # JSON the decoder accepts but the encoder cannot nest
+                out.reject(self.dlq_topic, sources[i], Reason.TOO_DEEP, f"extra fields cannot be re-encoded: {exc}", "student")
+        return out
+
+
+def build_student_stage(settings: "Settings", bundle: "Bundle", worker: str | None = None) -> StudentStage:
+    """The student stage a bundle and the settings describe (the threshold: the setting's, or the bundle's)."""
+    manifest = bundle.manifest
+    return StudentStage(
+        logits=bundle.load_student().logits,
+        labels=manifest.labels,
+        threshold=settings.threshold if settings.threshold >= 0 else manifest.threshold,
+        temperature=manifest.temperature,
+        student_version=manifest.student.version,
+        max_text_chars=settings.max_text_chars,
+        results_topic=settings.student_results_topic,
+        teacher_topic=settings.teacher_topic,
+        dlq_topic=settings.dlq_topic,
+        worker=worker or worker_name("stream"),
+    )

@@ -1,0 +1,246 @@
+"""``tango bench``: the cascade against teacher-only and the bare broker, in one run.
+
+Configurations, one after another on the same broker, data and machine:
+
+- ``passthrough``: the stream worker forwarding every record unchanged (no model): the
+  transport's ceiling with the same clients and batching;
+- ``student``: every record decided by the student (threshold 0);
+- ``teacher``: every record routed to the teacher (threshold 1.0), one teacher worker;
+- ``cascade-1`` / ``cascade-2``: the bundle's calibrated threshold, one / two teachers.
+
+Each is measured from the first record produced to the last result written: throughput,
+accuracy, teacher fraction, latency per tier, CPU seconds per 1,000 records (all the
+run's processes), peak resident memory per process and its growth from the first to
+the last quarter of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+from pathlib import Path
+
+import orjson
+
+from stream_app.settings import add_setting_flags, settings_from_args
+from stream_app.tools.runner import Collected, LocalRun
+
+CONFIGS = ("passthrough", "student", "teacher", "cascade-1", "cascade-2")
+
+
+def _proc_cpu_s(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+class Sampler(threading.Thread):
+    """Samples each process's resident memory every ``every`` seconds."""
+
+    def __init__(self, pids: dict[str, int], every: float = 0.5):
+        super().__init__(daemon=True)
+        self.pids, self.every = pids, every
+        self.samples: dict[str, list[float]] = {name: [] for name in pids}
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            for name, pid in self.pids.items():
+                try:
+                    self.samples[name].append(_proc_rss_mb(pid))
+                except (FileNotFoundError, ProcessLookupError):
+                    pass
+            self._halt.wait(self.every)
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        self._halt.set()
+        self.join()
+        out = {}
+        for name, values in self.samples.items():
+            if not values:
+                continue
+            quarter = max(1, len(values) // 4)
+            first, last = max(values[:quarter]), max(values[-quarter:])
+            out[name] = {"peak": round(max(values), 1), "first_quarter": round(first, 1), "last_quarter": round(last, 1),
+                         "growth": round(last / first - 1.0, 4) if first else 0.0}
+        return out
+
+
+def plan(config: str) -> tuple[list[str], int, dict[str, str]]:
+    """The stream command, the number of teachers and the settings of a configuration."""
+    if config == "passthrough":
+        return ["stream", "--passthrough"], 0, {}
+    if config == "student":
+        return ["stream"], 0, {"TANGO_THRESHOLD": "0.0"}
+    if config == "teacher":
+        return ["stream"], 1, {"TANGO_THRESHOLD": "1.0"}
+    return ["stream"], int(config.split("-")[1]), {}
+
+
+def run_config(config: str, args, settings, texts, labels, logs: Path) -> dict:
+    stream_args, teachers, overrides = plan(config)
+    run = LocalRun(settings, settings.bundle, logs, tag=f"bench-{config}", overrides=overrides)
+    try:
+        for i in range(teachers):
+            run.start(f"teacher-{i + 1}", "teacher")
+        run.start("stream", *stream_args)
+        if teachers:
+            run.wait_teachers(teachers)
+        consumer = run.consumer()
+        # warm-up: loads the models, joins the groups, fills the caches; not measured
+        warm = [(f"warm-{i}", texts[i % len(texts)]) for i in range(args.warmup)]
+        run.send(warm)
+        collected = run.collect(consumer, {w[0] for w in warm}, timeout=args.timeout)
+        pids = {name: p.pid for name, p in run.processes.items()}
+        cpu_before = sum(_proc_cpu_s(pid) for pid in pids.values())
+        sampler = Sampler(pids)
+        sampler.start()
+        items = [(f"r{i}", texts[i % len(texts)]) for i in range(args.records)]
+        gold = {tweet_id: labels[i % len(labels)] for i, (tweet_id, _) in enumerate(items)}
+        started = run.send(items)
+        run.collect(consumer, set(gold), timeout=args.timeout, into=collected)
+        memory = sampler.stop()
+        cpu = sum(_proc_cpu_s(pid) for pid in pids.values()) - cpu_before
+        consumer.close()
+        if config == "passthrough":
+            collected = _passthrough_results(collected, gold)
+        summary = collected.summary(gold, started)
+        summary.update(cpu_s_per_1k=round(cpu / len(gold) * 1000, 3),
+                       peak_rss_mb={name: m["peak"] for name, m in memory.items()}, memory=memory)
+        if config == "passthrough":
+            summary.update(accuracy=None, teacher_fraction=0.0)
+        return summary
+    finally:
+        run.stop()
+
+
+def _passthrough_results(collected: Collected, gold: dict[str, int]) -> Collected:
+    """Passthrough outputs are the input records; give them the fields the summary reads."""
+    for result in collected.results:
+        result.setdefault("tier", "passthrough")
+        result.setdefault("label_id", -1)
+        result.setdefault("produced_at", result.get("produced_at", 0.0))
+    return collected
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"Records per configuration: {report['records']}",
+        "",
+        "| configuration | records/s | accuracy | teacher fraction | p50 / p95 / p99 ms (per tier) | CPU s / 1k | peak RSS MB (per process) | RSS growth |",
+        "|---|---:|---:|---:|---|---:|---|---:|",
+    ]
+    for name, c in report["configs"].items():
+        latency = "; ".join(f"{t}: {v['p50']:.0f} / {v['p95']:.0f} / {v['p99']:.0f}" for t, v in c["latency_ms"].items())
+        rss = ", ".join(f"{p} {v:.0f}" for p, v in c["peak_rss_mb"].items())
+        growth = max((m["growth"] for m in c.get("memory", {}).values()), default=0.0)
+        accuracy = "—" if c["accuracy"] is None else f"{c['accuracy'] * 100:.2f}%"
+        lines.append(f"| {name} | {c['throughput']:.0f} | {accuracy} | {c['teacher_fraction']:.3f} | {latency} | {c['cpu_s_per_1k']:.2f} | {rss} | {growth * 100:+.1f}% |")
+    r = report["ratios"]
+    lines += ["", f"cascade-1 / teacher throughput: **{r['cascade_vs_teacher']}×**; "
+              f"student / passthrough: **{r['student_vs_passthrough'] * 100:.0f}%**"]
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["configs"])
+    throughput = [report["configs"][n]["throughput"] for n in names]
+    accuracy = [float("nan") if report["configs"][n]["accuracy"] is None else report["configs"][n]["accuracy"] * 100 for n in names]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.bar(names, throughput, color="#4c72b0")
+    ax.set_ylabel("end-to-end records/s")
+    ax.set_yscale("log")
+    ax2 = ax.twinx()
+    ax2.plot(names, accuracy, "o", color="#dd8452", markersize=9)  # passthrough has no accuracy
+    ax2.set_ylabel("accuracy (%), dots")
+    known = [a for a in accuracy if a == a]
+    if known:
+        ax2.set_ylim(max(0.0, min(known) - 3), min(100.0, max(known) + 1))
+    ax.set_title(f"tango bench: {report['records']} records per configuration")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from stream_app.tools.demo import default_dataset, load_split, local_broker
+
+    settings = settings_from_args(args)
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = set(configs) - set(CONFIGS)
+    if unknown:
+        raise SystemExit(f"tango bench: unknown configurations {sorted(unknown)}; known: {list(CONFIGS)}")
+    texts, labels, _ = load_split(args.data or default_dataset(), args.split, 0)
+    logs = Path(args.logs or tempfile.mkdtemp(prefix="tango-bench-"))
+    report: dict = {"records": args.records, "dataset": args.data or default_dataset(), "split": args.split, "configs": {}}
+    with local_broker(settings, external=args.external_kafka, keep=args.keep_kafka):
+        for config in configs:
+            print(f"[bench] {config} ...", flush=True)
+            report["configs"][config] = run_config(config, args, settings, texts, labels, logs)
+            c = report["configs"][config]
+            print(f"[bench] {config}: {c['throughput']} records/s, accuracy {c['accuracy']}, teacher fraction {c['teacher_fraction']}", flush=True)
+    c = report["configs"]
+    ratio = lambda a, b: round(c[a]["throughput"] / c[b]["throughput"], 3) if a in c and b in c and c[b]["throughput"] else None  # noqa: E731
+    report["ratios"] = {"cascade_vs_teacher": ratio("cascade-1", "teacher"), "student_vs_passthrough": ratio("student", "passthrough")}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    if all(k in c for k in ("cascade-1", "teacher", "student", "passthrough")):
+        out.with_suffix(".md").write_text(markdown(report) + "\n")
+    plot(report, out.with_suffix(".png"))
+    print(json.dumps(report["ratios"]))
+    print(f"[bench] wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}; logs in {logs}")
+    return 0
+
+
+def run_models_bench(args: argparse.Namespace) -> int:
+    from models.training.microbench import run_microbench
+    from stream_app.tools.demo import default_dataset, load_split
+
+    settings = settings_from_args(args)
+    texts, labels, _ = load_split(args.data or default_dataset(), args.split, args.limit)
+    report = run_microbench(settings.bundle, texts, labels, teacher_batch=settings.teacher_batch_size, threads=settings.torch_threads)
+    text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def add_cli(commands) -> None:
+    models = commands.add_parser("bench-models", help="micro-benchmark the student and teacher alone (fp32/int8, padded/bucketed)")
+    models.add_argument("--data", default="", help="labelled dataset (default: ../shared/data/emotion, else dair-ai/emotion)")
+    models.add_argument("--split", default="test")
+    models.add_argument("--limit", type=int, default=0, help="use the first N records (0: all)")
+    models.add_argument("--out", default="", help="also write the JSON report here")
+    add_setting_flags(models)
+    models.set_defaults(func=run_models_bench)
+
+    bench = commands.add_parser("bench", help="benchmark passthrough, student-only, teacher-only and the cascade on the local broker")
+    bench.add_argument("--out", default="bench.json", help="JSON report; the markdown table and the plot go beside it")
+    bench.add_argument("--records", type=int, default=20_000, help="records per configuration (the split is replayed with unique ids)")
+    bench.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {','.join(CONFIGS)}")
+    bench.add_argument("--data", default="", help="labelled dataset (default: ../shared/data/emotion, else dair-ai/emotion)")
+    bench.add_argument("--split", default="test")
+    bench.add_argument("--warmup", type=int, default=500, help="records sent first and not measured")
+    bench.add_argument("--timeout", type=float, default=1800.0, help="seconds one configuration may take")
+    bench.add_argument("--logs", default="", help="folder for the processes' logs (default: a temporary folder)")
+    bench.add_argument("--external-kafka", action="store_true", help="use the broker at --bootstrap-servers, start none")
+    bench.add_argument("--keep-kafka", action="store_true", help="leave the local broker running afterwards")
+    add_setting_flags(bench)
+    bench.set_defaults(func=run_bench)

@@ -1,0 +1,249 @@
+"""The ``tango`` console script.
+
+Subcommands: ``kafka`` (a local broker), ``stream`` (student + merge), ``teacher``
+(a teacher worker), ``produce`` (JSONL to the input topic), ``tail`` (print a topic),
+``settings`` (every setting with its variable and default), and the model commands
+``train``, ``evaluate`` and ``wos``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from stream_app.kafka_io.clients import KafkaConnectionError, check_connection
+from stream_app.settings import (
+    Settings,
+    add_setting_flags,
+    env_name,
+    settings_from_args,
+)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from stream_app.telemetry import configure_logging
+
+    settings = settings_from_args(args)
+    configure_logging(settings)
+    return settings
+
+
+def _load_bundle(settings: Settings):
+    from models.bundle import BundleError, load_bundle
+
+    try:
+        return load_bundle(settings.bundle)
+    except BundleError as exc:
+        raise SystemExit(f"tango: cannot use bundle: {exc}") from None
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    import torch
+    from faust.worker import Worker
+
+    from stream_app.kafka_io.topics import ensure_topics
+    from stream_app.shutdown import start_shutdown_watchdog
+    from stream_app.stream_worker import create_app
+    from stream_app.student import build_student_stage
+    from stream_app.telemetry import stdlib_logging_config
+
+    settings = _settings(args)
+    check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
+    torch.set_num_threads(settings.torch_threads)
+    ensure_topics(settings)
+    log = structlog.get_logger("tango.stream")
+    if args.passthrough:
+        app = create_app(settings, None)
+        log.info("passthrough worker starting (no model)", input_topic=settings.input_topic, output_topic=settings.output_topic)
+    else:
+        bundle = _load_bundle(settings)
+        student = build_student_stage(settings, bundle)
+        app = create_app(settings, student)
+        log.info(
+            "stream worker starting", bundle=str(bundle.root), student=student.student_version,
+            threshold=student.threshold, temperature=student.temperature, input_topic=settings.input_topic,
+        )
+
+    class StreamWorker(Worker):
+        def _schedule_shutdown(self, signum) -> None:  # SIGTERM/SIGINT: shut down within the bound
+            if not self._signal_stop_time:
+                start_shutdown_watchdog(settings.shutdown_timeout_s, "stream")
+            super()._schedule_shutdown(signum)
+
+    worker = StreamWorker(app, loglevel=settings.log_level.upper(), logging_config=stdlib_logging_config(settings), quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()  # runs until SIGTERM/SIGINT; exits the process
+    return 0
+
+
+def cmd_teacher(args: argparse.Namespace) -> int:
+    import torch
+
+    from stream_app.kafka_io.topics import ensure_topics
+    from workers.teacher_stage import TeacherMismatch, build_teacher_stage
+    from workers.teacher_worker import TeacherWorker, install_signal_handlers
+
+    settings = _settings(args)
+    check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
+    torch.set_num_threads(settings.torch_threads)
+    bundle = _load_bundle(settings)
+    try:
+        stage = build_teacher_stage(settings, bundle)
+    except TeacherMismatch as exc:
+        raise SystemExit(f"tango: {exc}") from None
+    source = settings.teacher_model or bundle.teacher_path
+    ensure_topics(settings)
+    structlog.get_logger("tango.teacher").info("teacher loaded", source=str(source), version=stage.teacher_version, int8=settings.teacher_int8)
+
+    async def main() -> None:
+        worker = TeacherWorker(settings, stage)
+        install_signal_handlers(worker)
+        await worker.run()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    import orjson
+    from kafka import KafkaProducer
+
+    from stream_app.kafka_io.clients import kafka_python_config
+    from stream_app.kafka_io.topics import ensure_topics
+
+    settings = _settings(args)
+    check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
+    ensure_topics(settings)
+    producer = KafkaProducer(acks="all", linger_ms=10, batch_size=256 * 1024, **kafka_python_config(settings))
+    source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
+    sent = 0
+    with source:
+        for line in source:
+            line = line.rstrip(b"\r\n")
+            if not line:
+                continue
+            try:
+                record_id = orjson.loads(line).get("id")
+            except (orjson.JSONDecodeError, AttributeError):
+                record_id = None  # sent as it is: the stream dead-letters what it cannot read
+            key = record_id.encode() if isinstance(record_id, str) and record_id else None
+            producer.send(args.topic or settings.input_topic, key=key, value=line)
+            sent += 1
+    producer.flush()
+    producer.close()
+    print(f"produced {sent} records to {args.topic or settings.input_topic}", file=sys.stderr)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from kafka import KafkaConsumer
+
+    from stream_app.kafka_io.clients import kafka_python_config
+
+    settings = _settings(args)
+    check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
+    consumer = KafkaConsumer(
+        args.topic or settings.output_topic,
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_committed",
+        consumer_timeout_ms=int(args.timeout * 1000) if args.timeout else float("inf"),
+        **kafka_python_config(settings),
+    )
+    shown = 0
+    out = sys.stdout.buffer
+    try:
+        for message in consumer:
+            if args.headers:
+                headers = {k: v.decode(errors="replace") for k, v in message.headers or []}
+                out.write(repr(headers).encode() + b"\t")
+            out.write((message.value or b"") + b"\n")
+            out.flush()
+            shown += 1
+            if args.max and shown >= args.max:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    for f in dataclasses.fields(Settings):
+        print(f"{env_name(f.name)} (--{f.name.replace('_', '-')}) = {f.default!r}\n    {f.metadata['doc']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tango", description="A Tango cascade streaming classifier on Kafka.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from stream_app.tools import local_broker
+
+    local_broker.add_cli(commands)
+
+    stream = commands.add_parser("stream", help="run a stream worker: the student agent and the merge")
+    stream.add_argument("--passthrough", action="store_true",
+                        help="benchmark only: forward input records unchanged to the output topic, no model")
+    add_setting_flags(stream)
+    stream.set_defaults(func=cmd_stream)
+
+    teacher = commands.add_parser("teacher", help="run a teacher worker (start as many as the teacher topic has partitions)")
+    add_setting_flags(teacher)
+    teacher.set_defaults(func=cmd_teacher)
+
+    produce = commands.add_parser("produce", help="send a JSONL file (or - for stdin) to the input topic, one record a line")
+    produce.add_argument("file", help="JSONL file, or - for standard input")
+    produce.add_argument("--topic", default="", help="topic to send to (default: the input topic)")
+    add_setting_flags(produce)
+    produce.set_defaults(func=cmd_produce)
+
+    tail = commands.add_parser("tail", help="print the output topic (or another), one JSON value a line")
+    tail.add_argument("--topic", default="", help="topic to read (default: the output topic)")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the earliest offset")
+    tail.add_argument("--max", type=int, default=0, help="stop after this many records")
+    tail.add_argument("--timeout", type=float, default=0.0, help="stop after this many idle seconds")
+    tail.add_argument("--headers", action="store_true", help="print each record's headers before its value")
+    add_setting_flags(tail)
+    tail.set_defaults(func=cmd_tail)
+
+    from stream_app.tools import bench, demo
+
+    demo.add_cli(commands)
+    bench.add_cli(commands)
+
+    from stream_app.tools import dlq
+
+    dlq.add_cli(commands)
+
+    show = commands.add_parser("settings", help="list every setting with its environment variable and default")
+    show.set_defaults(func=cmd_settings)
+
+    from stream_app.tools import train_cli
+
+    train_cli.add_cli(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KafkaConnectionError as exc:
+        print(f"tango: {exc}", file=sys.stderr)
+        return 3
+    except ValueError as exc:
+        if str(exc).startswith("invalid settings") or "TANGO_" in str(exc):
+            print(f"tango: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

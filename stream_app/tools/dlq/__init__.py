@@ -1,0 +1,39 @@
+"""``tango dlq``: list dead letters with their reasons, replay chosen ones, skip a stuck batch.
+
+``letters`` (parsing, selection, formatting) and ``replay`` (fix files, replay plans) are
+pure; ``reader`` reads the dead-letter topic; ``command`` is the subcommand. May import
+``stream_app`` (records, settings, kafka_io); nothing imports this but ``stream_app.tools``.
+"""
+
+from stream_app.tools.dlq.command import add_cli, cmd_list, cmd_replay
+from stream_app.tools.dlq.letters import (
+    DATA_ERROR_REASONS,
+    REPLAYED_FROM,
+    DeadLetter,
+    DlqError,
+    FixFileError,
+    Selection,
+    filter_listing,
+    format_line,
+    parse_dead_letter,
+    parse_offsets,
+    preview,
+    reason_counts,
+    select,
+    to_json,
+)
+from stream_app.tools.dlq.reader import TopicMissing, read_dead_letters
+from stream_app.tools.dlq.replay import (
+    Fix,
+    Replay,
+    ReplayPlan,
+    parse_fix_file,
+    plan_replay,
+)
+
+__all__ = [
+    "DATA_ERROR_REASONS", "REPLAYED_FROM", "DeadLetter", "DlqError", "Fix", "FixFileError", "Replay", "ReplayPlan",
+    "Selection", "TopicMissing", "add_cli", "cmd_list", "cmd_replay", "filter_listing", "format_line",
+    "parse_dead_letter", "parse_fix_file", "parse_offsets", "plan_replay", "preview", "read_dead_letters",
+    "reason_counts", "select", "to_json",
+]

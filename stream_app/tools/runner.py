@@ -1,0 +1,201 @@
+"""Run the pipeline's processes locally, as a user would, for the demo and the benchmark.
+
+``LocalRun`` gives one run its own topics and consumer groups (so runs never see each
+other's records), starts ``tango stream`` / ``tango teacher`` as subprocesses, sends
+labelled texts, and collects the merged results with the time each was written.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from stream_app.settings import Settings
+
+
+def percentiles_ms(seconds: list[float]) -> dict[str, float]:
+    if not seconds:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0}
+    p50, p95, p99 = np.percentile(np.asarray(seconds) * 1000.0, [50, 95, 99])
+    return {"p50": round(float(p50), 1), "p95": round(float(p95), 1), "p99": round(float(p99), 1)}
+
+
+@dataclass
+class Collected:
+    """Results read back from the output topic, first copy of each id."""
+
+    results: list[dict] = field(default_factory=list)
+    written_at: list[float] = field(default_factory=list)  # output record timestamps, epoch s
+
+    def summary(self, gold: dict[str, int], started: float) -> dict:
+        """Accuracy against ``gold``, teacher fraction, throughput and latency per tier."""
+        results = [r for r in self.results if r["id"] in gold]
+        times = [t for r, t in zip(self.results, self.written_at) if r["id"] in gold]
+        tiers = Counter(r["tier"] for r in results)
+        latency: dict[str, list[float]] = {}
+        for r, t in zip(results, times):
+            latency.setdefault(r["tier"], []).append(t - r["produced_at"])
+        elapsed = (max(times) - started) if times else 0.0
+        n = len(results)
+        return {
+            "records": n,
+            "accuracy": round(sum(r["label_id"] == gold[r["id"]] for r in results) / n, 4) if n else 0.0,
+            "teacher_fraction": round(tiers["teacher"] / n, 4) if n else 0.0,
+            "throughput": round(n / elapsed, 1) if elapsed > 0 else 0.0,
+            "seconds": round(elapsed, 2),
+            "latency_ms": {tier: percentiles_ms(v) for tier, v in sorted(latency.items())},
+        }
+
+
+class LocalRun:
+    def __init__(self, settings: Settings, bundle: str | Path, logs: Path, tag: str = "run", overrides: dict[str, str] | None = None):
+        self.id = f"{tag}-{uuid.uuid4().hex[:6]}"
+        self.logs = logs
+        logs.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "TANGO_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "TANGO_SECURITY_PROTOCOL": settings.security_protocol,
+            "TANGO_SASL_MECHANISM": settings.sasl_mechanism,
+            "TANGO_SASL_USERNAME": settings.sasl_username,
+            "TANGO_SASL_PASSWORD": settings.sasl_password,
+            "TANGO_BUNDLE": str(bundle),
+            "TANGO_INPUT_TOPIC": f"{self.id}.tweets",
+            "TANGO_TEACHER_TOPIC": f"{self.id}.teacher",
+            "TANGO_STUDENT_RESULTS_TOPIC": f"{self.id}.results.student",
+            "TANGO_TEACHER_RESULTS_TOPIC": f"{self.id}.results.teacher",
+            "TANGO_OUTPUT_TOPIC": f"{self.id}.classified",
+            "TANGO_DLQ_TOPIC": f"{self.id}.dlq",
+            "TANGO_APP_ID": f"tango-{self.id}",
+            "TANGO_TEACHER_GROUP": f"tango-{self.id}-teacher",
+            "TANGO_DATA_DIR": str(logs / f"{self.id}-faust"),
+            "TANGO_LOG_FORMAT": "json",
+            **(overrides or {}),
+        }
+        self.settings = Settings.from_env(self.env)
+        self.processes: dict[str, subprocess.Popen] = {}
+        from stream_app.kafka_io.topics import ensure_topics
+
+        ensure_topics(self.settings)  # before any client of this run subscribes
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.logs / f"{self.id}-{name}.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream_app.tools.cli", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.processes[name] = process
+        return process
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}; log: {self.logs / f'{self.id}-{name}.log'}")
+
+    def stop(self, timeout: float = 20) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def send(self, items: list[tuple[str, str]]) -> float:
+        """Send (id, text) pairs to the input topic as fast as the client can; returns when the first was sent.
+
+        aiokafka rather than kafka-python: the benchmark's producer must not be its bottleneck.
+        """
+        import asyncio
+
+        from aiokafka import AIOKafkaProducer
+
+        from stream_app.kafka_io.clients import aiokafka_config
+
+        values = [(tweet_id.encode(), orjson.dumps({"id": tweet_id, "text": text})) for tweet_id, text in items]
+
+        async def produce() -> float:
+            producer = AIOKafkaProducer(acks="all", linger_ms=10, max_batch_size=256 * 1024, **aiokafka_config(self.settings))
+            await producer.start()
+            try:
+                started = time.time()
+                for key, value in values:
+                    await producer.send(self.settings.input_topic, value=value, key=key)
+                await producer.flush()
+                return started
+            finally:
+                await producer.stop()
+
+        return asyncio.run(produce())
+
+    def consumer(self):
+        """A consumer positioned at the start of the output topic (create it before sending)."""
+        from kafka import KafkaConsumer
+
+        from stream_app.kafka_io.clients import kafka_python_config
+
+        consumer = KafkaConsumer(
+            self.settings.output_topic, auto_offset_reset="earliest", enable_auto_commit=False,
+            isolation_level="read_committed", fetch_max_bytes=64 * 1024 * 1024, **kafka_python_config(self.settings),
+        )
+        consumer.poll(timeout_ms=100)
+        return consumer
+
+    def collect(self, consumer, ids: set[str], timeout: float, into: Collected | None = None) -> Collected:
+        """Read the output until every id in ``ids`` arrived (or ``timeout``)."""
+        collected = into or Collected()
+        seen = {r["id"] for r in collected.results}
+        missing = set(ids) - seen
+        deadline = time.monotonic() + timeout
+        while missing and time.monotonic() < deadline:
+            for part in consumer.poll(timeout_ms=500, max_records=50_000).values():
+                for record in part:
+                    result = orjson.loads(record.value)
+                    for name, value in record.headers or ():
+                        if name == "tango.produced_at":  # passthrough: the value is the input itself
+                            result.setdefault("produced_at", float(value))
+                    if result["id"] in seen:
+                        continue
+                    seen.add(result["id"])
+                    missing.discard(result["id"])
+                    collected.results.append(result)
+                    collected.written_at.append(record.timestamp / 1000.0)
+            self.check_alive()
+        if missing:
+            raise TimeoutError(f"{len(missing)} of {len(ids)} results missing after {timeout}s")
+        return collected
+
+    def group_members(self, group: str) -> int:
+        from kafka.admin import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        from stream_app.kafka_io.clients import kafka_python_config
+
+        admin = KafkaAdminClient(**kafka_python_config(self.settings))
+        try:
+            described = admin.describe_groups([group]).get(group) or {}
+            if described.get("group_state") != "Stable":
+                return 0  # a rebalance is under way: members may not have their partitions yet
+            return len(described.get("members") or [])
+        except KafkaError:
+            return 0
+        finally:
+            admin.close()
+
+    def wait_teachers(self, n: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.group_members(self.settings.teacher_group) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{n} teacher workers did not join within {timeout}s")
+            self.check_alive()
+            time.sleep(0.5)

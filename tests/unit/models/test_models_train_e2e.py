@@ -1,0 +1,81 @@
+"""`tango train` end to end on a tiny generated folder dataset with a tiny random BERT."""
+
+import argparse
+import json
+
+import pytest
+
+from models.bundle import load_bundle
+from models.testing import make_tiny_base_model, make_tiny_dataset
+from stream_app.tools.train_cli import add_cli
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser(prog="tango")
+    add_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    data = make_tiny_dataset(root / "tiny", {"train": 90, "validation": 30, "test": 30})
+    from models.training.data import load_dataset
+
+    base = make_tiny_base_model(root / "base", load_dataset(data).split("train").texts)
+    out = root / "bundle"
+    argv = ["train", "--data", str(data), "--out", str(out), "--base-model", str(base), "--teacher-epochs", "1",
+            "--student-epochs", "2", "--augment-per-text", "2", "--no-progress", "--threads", "1"]
+    assert _run(argv) == 0
+    return data, out, argv
+
+
+def test_train_writes_a_loadable_bundle(trained):
+    data, out, _ = trained
+    bundle = load_bundle(out)
+    m = bundle.manifest
+    assert m.labels == ("negative", "neutral", "positive")
+    assert 0.0 <= m.threshold <= 1.0 and m.temperature > 0
+    assert set(m.extra["students"]) == {"mlp", "bilstm"}
+    others = [n for n, s in m.extra["students"].items() if not s["served"]]
+    assert len(others) == 1 and (out / "students" / others[0] / "model.safetensors").is_file()
+    assert (out / "report.md").read_text().startswith("# Tango bundle")
+    assert (out / "tradeoff.png").stat().st_size > 1000
+    assert json.loads((out / "teacher" / "config.json").read_text())["id2label"]["0"] == "negative"
+
+
+def test_evaluate_json_has_the_keys(trained, capsys):
+    data, out, _ = trained
+    capsys.readouterr()
+    assert _run(["evaluate", str(out), "--data", str(data), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"dataset", "split", "teacher", "students", "cascade"}
+    assert result["split"] == "test" and set(result["teacher"]) == {"accuracy"}
+    assert set(result["students"]) == {"mlp", "bilstm"}
+    assert all(set(s) == {"accuracy", "parameters"} for s in result["students"].values())
+    assert set(result["cascade"]) == {"student", "threshold", "accuracy", "teacher_fraction", "speedup_estimate"}
+    assert 0.0 <= result["cascade"]["accuracy"] <= 1.0
+
+
+def test_rerun_reuses_every_stage(trained, capsys):
+    data, out, argv = trained
+    capsys.readouterr()
+    assert _run(argv) == 0
+    printed = capsys.readouterr().out
+    for stage in ("teacher", "soft_labels", "student_mlp", "student_bilstm"):
+        assert f"[{stage}] reusing finished stage" in printed
+    load_bundle(out)
+
+
+def test_wos_prints_json(trained, capsys):
+    data, out, _ = trained
+    capsys.readouterr()
+    assert _run(["wos", str(out), "--data", str(data), "--split", "validation"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["wos"] == pytest.approx((100 - 100 * result["shuffled_accuracy"]) / 50)
+
+
+def test_train_reports_data_errors(tmp_path, capsys):
+    assert _run(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err

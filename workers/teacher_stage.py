@@ -1,0 +1,100 @@
+"""The teacher stage: parse teacher requests → teacher logits (one call) → results.
+
+Pure like the student stage (the logits are a callable), plus ``build_teacher_stage``,
+which loads the teacher a bundle names (or the ``teacher_model`` setting's) and checks it
+against the bundle's labels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from models.cascade import calibrated_probs
+from stream_app.records import Incoming, Output, Reason, StageResult, result_record
+from stream_app.student import Logits
+from stream_app.telemetry import worker_name
+
+if TYPE_CHECKING:
+    from models.bundle import Bundle
+    from stream_app.settings import Settings
+
+
+@dataclass(frozen=True)
+class TeacherStage:
+    """Parse teacher requests → teacher logits (one call, length-bucketed) → results."""
+
+    logits: Logits
+    labels: Sequence[str]
+    teacher_version: str
+    results_topic: str
+    dlq_topic: str
+    worker: str = "teacher"
+
+    def __call__(self, records: Sequence[Incoming]) -> StageResult:
+        out = StageResult()
+        requests: list[dict[str, Any]] = []
+        for record in records:
+            request = _parse_request(record.value, len(self.labels))
+            if isinstance(request, str):
+                out.reject(self.dlq_topic, record, Reason.BAD_TEACHER_REQUEST, request, "teacher")
+            else:
+                requests.append(request)
+        if not requests:
+            return out
+        probs = calibrated_probs(self.logits([r["text"] for r in requests]), 1.0)
+        decided_at = time.time()
+        label_ids = probs.argmax(axis=1).tolist()
+        for request, label_id, row in zip(requests, label_ids, probs):
+            student = request["student"]
+            value = result_record(
+                tweet_id=request["id"], labels=self.labels, label_id=label_id, confidence=float(row[label_id]),
+                tier="teacher", student_label_id=student["label_id"], student_confidence=student["confidence"],
+                models={"student": student.get("version", ""), "teacher": self.teacher_version},
+                produced_at=request.get("produced_at", 0.0), ingested_at=request["ingested_at"],
+                decided_at=decided_at, extra=request.get("extra", {}), worker=self.worker,
+            )
+            out.outputs.append(Output(self.results_topic, request["id"].encode(), value))
+        return out
+
+
+def _parse_request(value: bytes | None, num_labels: int) -> dict[str, Any] | str:
+    """A teacher request, or the reason it is not one."""
+    try:
+        request = orjson.loads(value or b"")
+        if not (isinstance(request.get("id"), str) and isinstance(request.get("text"), str)):
+            return "request lacks a string id or text"
+        student = request["student"]
+        label_id = student["label_id"]
+        if not (type(label_id) is int and 0 <= label_id < num_labels):
+            return f"student.label_id {label_id!r} is not a label index below {num_labels}"
+        float(student["confidence"])
+        float(request["ingested_at"])
+        return request
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
+        return f"not a teacher request: {exc!r}"
+
+
+class TeacherMismatch(ValueError):
+    """The teacher's label count differs from the bundle's."""
+
+
+def build_teacher_stage(settings: "Settings", bundle: "Bundle", worker: str | None = None) -> TeacherStage:
+    """Load the bundle's teacher (or ``settings.teacher_model``) and wrap it in a stage."""
+    from models.teacher import TeacherClassifier  # noqa: PLC0415 - torch and transformers: only where served
+
+    source = settings.teacher_model or bundle.teacher_path
+    teacher = TeacherClassifier.load(
+        source, max_length=bundle.manifest.max_length, int8=settings.teacher_int8, token_budget=settings.teacher_token_budget
+    )
+    if teacher.num_labels != len(bundle.manifest.labels):
+        raise TeacherMismatch(f"teacher {source} has {teacher.num_labels} labels, the bundle {len(bundle.manifest.labels)}")
+    version = bundle.manifest.teacher.version if not settings.teacher_model else f"teacher-{settings.teacher_model}"
+    return TeacherStage(
+        logits=teacher.logits, labels=bundle.manifest.labels, teacher_version=version + ("-int8" if settings.teacher_int8 else ""),
+        results_topic=settings.teacher_results_topic, dlq_topic=settings.dlq_topic, worker=worker or worker_name("teacher"),
+    )
