@@ -23,6 +23,9 @@ def length_buckets(lengths: Sequence[int], token_budget: int) -> list[list[int]]
     """Indices grouped into chunks, shortest first, each with ``len(chunk) * max_len <= budget``.
 
     A text longer than the budget still gets a chunk of its own.
+
+    >>> length_buckets([5, 1, 30, 2], token_budget=10)
+    [[1, 3], [0], [2]]
     """
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     chunks: list[list[int]] = []

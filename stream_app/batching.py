@@ -27,7 +27,18 @@ def remaining(deadline: float, now: float) -> float:
 
 
 async def collect_batch(fetch: Fetch, max_size: int, max_wait: float, clock: Callable[[], float] | None = None) -> list[T]:
-    """One batch: at most ``max_size`` items, closed ``max_wait`` s after its first item."""
+    """One batch: at most ``max_size`` items, closed ``max_wait`` s after its first item.
+
+    >>> async def fetch(timeout, max_records):  # three items ready, then nothing more
+    ...     global ready
+    ...     items, ready = ready[:max_records], ready[max_records:]
+    ...     return items
+    >>> ready = [1, 2, 3]
+    >>> asyncio.run(collect_batch(fetch, max_size=2, max_wait=0.01))
+    [1, 2]
+    >>> asyncio.run(collect_batch(fetch, max_size=2, max_wait=0.01))  # closed by the deadline
+    [3]
+    """
     if max_size < 1 or not max_wait > 0:  # also rejects NaN
         raise ValueError("max_size must be >= 1 and max_wait > 0")
     clock = clock or asyncio.get_running_loop().time

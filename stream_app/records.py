@@ -108,7 +108,15 @@ class StageResult:
 
 
 def decode_tweet(value: bytes | None, source: Source, max_chars: int, produced_at: float = 0.0) -> Tweet | Rejected:
-    """Parse and validate one input record; never raises."""
+    """Parse and validate one input record; never raises.
+
+    >>> decode_tweet(b'{"id": "t1", "text": "so happy", "lang": "en"}', Source("tweets", 0, 7), 280)
+    Tweet(id='t1', text='so happy', extra={'lang': 'en'}, produced_at=0.0)
+    >>> decode_tweet(b'{"text": "no id"}', Source("tweets", 2, 9), 280).id
+    'tweets:2:9'
+    >>> decode_tweet(b'[1, 2]', Source("tweets", 0, 8), 280).reason
+    <Reason.NOT_OBJECT: 'not_object'>
+    """
 
     def reject(reason: Reason, detail: str) -> Rejected:
         return Rejected(reason, detail, source, value)

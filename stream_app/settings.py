@@ -191,7 +191,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per setting, documented by the setting's own docstring."""
     group = parser.add_argument_group("settings (each also read from its TANGO_* environment variable)")
     for f in dataclasses.fields(Settings):
-        help_text = f"{f.metadata['doc']} [{env_name(f.name)}, default: {f.default!r}]"
+        # argparse formats help with %: a literal % in a docstring must be doubled
+        help_text = f"{f.metadata['doc']} [{env_name(f.name)}, default: {f.default!r}]".replace("%", "%%")
         if isinstance(f.default, bool):
             group.add_argument(flag_name(f.name), dest=f"setting_{f.name}", default=None,
                                action=argparse.BooleanOptionalAction, help=help_text)

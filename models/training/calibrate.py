@@ -104,6 +104,12 @@ def choose_threshold(rows: Sequence[SweepRow], teacher_accuracy: float, margin: 
       most accurate threshold.
     * With ``teacher_budget`` (the largest fraction that may go to the teacher): the most
       accurate threshold within the budget (ties: the cheapest). If none fits, the cheapest.
+
+    >>> rows = [SweepRow(0.0, 0.0, 0.90, 9.0), SweepRow(0.6, 0.1, 0.93, 5.0), SweepRow(0.9, 0.5, 0.94, 2.0)]
+    >>> choose_threshold(rows, teacher_accuracy=0.94, margin=1.0).row.threshold  # within 1 point, cheapest
+    0.6
+    >>> choose_threshold(rows, teacher_accuracy=0.94, teacher_budget=0.05).row.threshold
+    0.0
     """
     if not rows:
         raise ValueError("empty sweep")

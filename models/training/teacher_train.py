@@ -91,6 +91,22 @@ def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
 
 
+def _load_base(base_model: str, label_names: list[str]):
+    """The base model's tokenizer and a fresh classification head for ``label_names`` (safetensors only)."""
+    tokenizer = AutoTokenizer.from_pretrained(base_model, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_model,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
+        trust_remote_code=False,
+        use_safetensors=True,
+        ignore_mismatched_sizes=True,
+    )
+    model.config.problem_type = "single_label_classification"
+    return tokenizer, model
+
+
 def train_teacher(
     train_texts: Sequence[str],
     train_labels: Sequence[int],
@@ -106,20 +122,7 @@ def train_teacher(
     config = config.resolved()
     out_dir = Path(out_dir)
     set_seed(config.seed)
-    label_names = list(label_names)
-    id2label = dict(enumerate(label_names))
-    label2id = {name: i for i, name in enumerate(label_names)}
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model, trust_remote_code=False)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        config.base_model,
-        num_labels=len(label_names),
-        id2label=id2label,
-        label2id=label2id,
-        trust_remote_code=False,
-        use_safetensors=True,
-        ignore_mismatched_sizes=True,
-    )
-    model.config.problem_type = "single_label_classification"
+    tokenizer, model = _load_base(config.base_model, list(label_names))
 
     encoded = tokenizer(list(train_texts), truncation=True, max_length=config.max_length)["input_ids"]
     lengths = [len(ids) for ids in encoded]

@@ -235,6 +235,7 @@ def split_by_partition(
     consumer reads them again from the committed offset), records this member already
     committed (``is_stale``), and copies re-read within the batch (offset not increasing).
 
+    >>> from stream_app.records import Source
     >>> r = lambda p, o: (1, Incoming(Source("t", p, o), None, b""))
     >>> parts, dropped = split_by_partition([r(0, 5), r(1, 2), r(0, 5), (0, r(0, 6)[1])], 1, lambda tp, o: False)
     >>> {tp.partition: [x.source.offset for x in xs] for tp, xs in parts.items()}, dropped

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import structlog
 
-from stream_app.kafka_io.clients import KafkaConnectionError, check_connection
+from stream_app.kafka_io.clients import KafkaConnectionError
+from stream_app.kafka_io.probe import check_connection
 from stream_app.settings import (
     Settings,
     add_setting_flags,

@@ -2,7 +2,7 @@
 
 Every test under tests/integration is marked ``integration`` automatically, so
 ``pytest -m "not integration"`` skips them (they need Java, and Maven the first
-time to fetch the broker jars into ~/.cache/tango-stream or $TANGO_KAFKA_CACHE).
+time to fetch the broker jars into $TANGO_CACHE_DIR, default ~/.cache/tango-stream).
 """
 
 from __future__ import annotations

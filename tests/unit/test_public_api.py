@@ -16,7 +16,7 @@ from stream_app.settings import Settings
 from stream_app.tools import cli
 
 CORE_COMMANDS = ["bench", "bench-models", "demo", "dlq", "kafka", "produce", "settings", "stream", "tail", "teacher"]
-MODEL_COMMANDS = {"train", "evaluate", "wos"}  # being added by the models CLI; may be absent
+MODEL_COMMANDS = {"train", "evaluate", "wos"}
 
 SETTINGS_FIELDS = {
     "bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password",
@@ -38,18 +38,39 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return dict(actions[0].choices)
 
 
+STREAM_APP_EXPORTS = [
+    "Incoming", "MergeStage", "Output", "Reason", "RecentIds", "Settings", "Source", "StageResult", "StudentStage",
+    "collect_batch", "decode_tweet", "run_local",
+]
+MODELS_EXPORTS = [
+    "Bundle", "BundleError", "Manifest", "StudentClassifier", "TeacherClassifier", "calibrated_probs",
+    "cascade_predictions", "load_bundle", "make_tiny_bundle", "route", "to_teacher",
+]
+
+
 def test_package_exports():
-    assert stream_app.__all__ == ["Settings"]
+    assert stream_app.__all__ == STREAM_APP_EXPORTS
     assert stream_app.Settings is Settings
     namespace: dict = {}
     exec("from stream_app import *", namespace)
-    assert {k for k in namespace if not k.startswith("__")} == {"Settings"}
+    assert {k for k in namespace if not k.startswith("__")} == set(STREAM_APP_EXPORTS)
+
+
+def test_models_exports_resolve_lazily():
+    import models
+
+    assert models.__all__ == MODELS_EXPORTS
+    for name in MODELS_EXPORTS:
+        assert callable(getattr(models, name)), name
+    with pytest.raises(AttributeError):
+        models.no_such_name  # noqa: B018
 
 
 def test_subcommands_pinned():
     names = set(subcommands(cli.build_parser()))
     assert {"kafka", "stream", "teacher", "produce", "tail", "settings"} <= names
     assert sorted(names - MODEL_COMMANDS) == CORE_COMMANDS
+    assert MODEL_COMMANDS <= names
 
 
 def test_subcommand_required():
@@ -91,3 +112,12 @@ def test_console_script_entry_point():
     if not tango:
         pytest.skip("tango-stream is not installed in this environment")
     assert tango[0].value == "stream_app.tools.cli:main"
+
+
+@pytest.mark.parametrize("command", [None, *CORE_COMMANDS, *sorted(MODEL_COMMANDS)])
+def test_every_help_prints(command, capsys):
+    argv = ["--help"] if command is None else [command, "--help"]
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser().parse_args(argv)
+    assert exit_.value.code == 0
+    assert "usage: tango" in capsys.readouterr().out

@@ -22,7 +22,6 @@ from stream_app.tools.dlq.letters import (
     select,
     to_json,
 )
-from stream_app.tools.dlq.reader import TopicMissing, read_dead_letters
 from stream_app.tools.dlq.replay import (
     Fix,
     Replay,
@@ -30,10 +29,11 @@ from stream_app.tools.dlq.replay import (
     parse_fix_file,
     plan_replay,
 )
+from stream_app.tools.dlq.topic_io import TopicMissing, read_dead_letters, send_replays
 
 __all__ = [
     "DATA_ERROR_REASONS", "REPLAYED_FROM", "DeadLetter", "DlqError", "Fix", "FixFileError", "Replay", "ReplayPlan",
     "Selection", "TopicMissing", "add_cli", "cmd_list", "cmd_replay", "filter_listing", "format_line",
-    "parse_dead_letter", "parse_fix_file", "parse_offsets", "plan_replay", "preview", "read_dead_letters",
+    "parse_dead_letter", "parse_fix_file", "parse_offsets", "plan_replay", "preview", "read_dead_letters", "send_replays",
     "reason_counts", "select", "to_json",
 ]

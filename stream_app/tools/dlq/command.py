@@ -15,7 +15,7 @@ twice sends twice: the merge de-duplicates results by id, so records with an ``i
 give one result; records without one get a new id from their new offset.
 
 The parsing, selection and formatting (``letters``) and the replay planning (``replay``)
-are pure; only ``reader`` and the commands here touch Kafka.
+are pure; only ``topic_io`` and the commands here touch Kafka.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from stream_app.tools.dlq.letters import (
     reason_counts,
     to_json,
 )
-from stream_app.tools.dlq.reader import TopicMissing, read_dead_letters
 from stream_app.tools.dlq.replay import Fix, parse_fix_file, plan_replay
+from stream_app.tools.dlq.topic_io import TopicMissing, read_dead_letters, send_replays
 
 
 def _fail(message: str, status: int = 1) -> int:
@@ -154,26 +154,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"dry run: would replay {len(plan.replays)} records to {settings.input_topic}")
         return 0
 
-    from kafka import KafkaConsumer, KafkaProducer
-
-    from stream_app.kafka_io.clients import kafka_python_config
-
-    probe = KafkaConsumer(allow_auto_create_topics=False, **kafka_python_config(settings))
     try:
-        if not probe.partitions_for_topic(settings.input_topic):
-            return _fail(f"input topic {settings.input_topic!r} does not exist at {settings.bootstrap_servers}")
-    finally:
-        probe.close()
-    producer = KafkaProducer(acks="all", linger_ms=10, **kafka_python_config(settings))
-    try:
-        futures = [
-            producer.send(settings.input_topic, key=r.key, value=r.value, headers=list(r.headers)) for r in plan.replays
-        ]
-        producer.flush()
-        for future in futures:
-            future.get(timeout=60)  # raises the send's error, if any
-    finally:
-        producer.close()
+        send_replays(settings, plan.replays)
+    except TopicMissing as exc:
+        return _fail(str(exc))
     fixed = sum(r.fixed for r in plan.replays)
     print(f"replayed {len(plan.replays)} records to {settings.input_topic} ({fixed} with fixed values)")
     return 0

@@ -40,7 +40,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,18 +50,16 @@ from stream_app.tools.local_broker.config import (
     DEFAULT_VERSION,
     LOG_FILE,
     MAIN_CLASS,
-    MARKER,
     OUT_FILE,
     PID_FILE,
     SCRAM_FILE,
     SCRAM_MECHANISMS,
     log4j_properties,
-    marker_header,
-    pom_xml,
     random_cluster_id,
     scram_fingerprint,
     server_properties,
 )
+from stream_app.tools.local_broker.jars import fetch_jars, jars_ready
 from stream_app.tools.local_broker.process import (
     CHILDREN,
     KafkaLocalError,
@@ -169,62 +166,13 @@ class LocalKafka:
     # ------------------------------------------------------------------- jars
     def jars_ready(self) -> bool:
         """True if the jar folder holds a complete download of the current pom."""
-        marker = self.cache_dir / MARKER
-        try:
-            lines = marker.read_text().splitlines()
-        except OSError:
-            return False
-        if not lines or lines[0] != marker_header(self.version):
-            return False  # missing, or fetched with a different pom
-        names = [n for n in lines[1:] if n.endswith(".jar")]
-        return bool(names) and all((self.cache_dir / n).is_file() for n in names)
+        return jars_ready(self.cache_dir, self.version)
 
     def ensure_jars(self) -> Path:
-        """Fetch the broker's runtime jars with Maven unless already cached.
-
-        Invariant: ``cache_dir`` only ever appears complete. Maven downloads into
-        a sibling temp folder, the marker (pom hash + every jar name) is written
-        there, and the folder is then renamed into place. A marker from another
-        pom (e.g. an older version of this module) triggers a fresh download.
-        """
-        if self.jars_ready():
-            return self.cache_dir
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise KafkaLocalError(
-                "Maven ('mvn') is not on PATH; it is needed once to download the Kafka "
-                f"{self.version} jars into {self.cache_dir} (e.g. apt-get install maven)"
-            )
-        self._java()  # fail early, before a download, if there is no JVM to run them
-        parent = self.cache_dir.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="tango-kafka-pom-") as work, \
-                tempfile.TemporaryDirectory(prefix=".libs-", dir=parent) as staging:
-            pom = Path(work) / "pom.xml"
-            pom.write_text(pom_xml(self.version))
-            out_dir = Path(staging) / "libs"
-            cmd = [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(pom), "dependency:copy-dependencies",
-                   f"-DoutputDirectory={out_dir}", "-DincludeScope=runtime"]
-            try:
-                proc = subprocess.run(cmd, cwd=work, stdin=subprocess.DEVNULL,
-                                      capture_output=True, text=True, timeout=1800)
-            except subprocess.TimeoutExpired as exc:
-                raise KafkaLocalError(f"mvn timed out after {exc.timeout:.0f}s fetching Kafka jars") from exc
-            jars = sorted(p.name for p in out_dir.glob("*.jar")) if out_dir.is_dir() else []
-            if proc.returncode != 0 or not jars:
-                output = (proc.stdout or "") + (proc.stderr or "")
-                raise KafkaLocalError(
-                    f"mvn failed (exit {proc.returncode}) fetching Kafka {self.version} jars:\n"
-                    + tail_text(output, 40)
-                )
-            (out_dir / MARKER).write_text(marker_header(self.version) + "\n" + "\n".join(jars) + "\n")
-            if self.cache_dir.exists():  # incomplete leftover from an interrupted run
-                shutil.rmtree(self.cache_dir, ignore_errors=True)
-            try:
-                out_dir.rename(self.cache_dir)
-            except OSError:
-                if not self.jars_ready():  # lost a race to a concurrent ensure_jars()
-                    raise
+        """Fetch the broker's runtime jars with Maven unless already cached (``jars.fetch_jars``)."""
+        if not jars_ready(self.cache_dir, self.version):
+            self._java()  # fail early, before a download, if there is no JVM to run them
+            fetch_jars(self.cache_dir, self.version)
         return self.cache_dir
 
     # ------------------------------------------------------------- lifecycle

@@ -19,10 +19,10 @@ from stream_app.kafka_io import clients as kafka_clients
 from stream_app.kafka_io.clients import (
     KafkaConnectionError,
     aiokafka_config,
-    check_connection,
     faust_credentials,
     kafka_python_config,
 )
+from stream_app.kafka_io.probe import check_connection
 from stream_app.settings import Settings
 
 BOOTSTRAP = "broker-1:9093, broker-2:9093"  # blank after the comma on purpose

@@ -1,7 +1,4 @@
-"""run_local: the whole cascade (student → teacher → merge) in memory, on a tiny bundle.
-
-Skipped entirely if ``stream_app.local.run_local`` does not exist.
-"""
+"""run_local: the whole cascade (student → teacher → merge) in memory, on a tiny bundle."""
 
 from __future__ import annotations
 
@@ -10,19 +7,14 @@ import random
 import orjson
 import pytest
 
-local = pytest.importorskip("stream_app.local")
-if not hasattr(local, "run_local"):
-    pytest.skip("stream_app.local has no run_local", allow_module_level=True)
-
 from models.bundle import load_bundle  # noqa: E402
 from models.teacher import TeacherClassifier  # noqa: E402
 from models.testing import make_tiny_bundle  # noqa: E402
+from stream_app.local import run_local  # noqa: E402
 from stream_app.merge import MergeStage, RecentIds  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
 from stream_app.student import build_student_stage  # noqa: E402
 from workers.teacher_stage import TeacherStage  # noqa: E402
-
-run_local = local.run_local
 
 WORDS = "happy sad great awful table monday love hate the day i feel so really was it my 😀 #mood @you".split()
 S = Settings()

@@ -1,14 +1,15 @@
-"""Reading the dead-letter topic from Kafka (the one place ``tango dlq`` does I/O to read).
+"""The dead-letter tool's Kafka I/O: read the dead-letter topic, send replays to the input topic.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from stream_app.settings import Settings
 from stream_app.tools.dlq.letters import DeadLetter, from_message
+from stream_app.tools.dlq.replay import Replay
 
 
 class TopicMissing(RuntimeError):
@@ -84,3 +85,28 @@ def read_dead_letters(
                 raise TimeoutError(f"no progress reading {topic} for {idle_timeout_s:.0f} s ({behind})")
     finally:
         consumer.close()
+
+
+def send_replays(settings: Settings, replays: Sequence[Replay]) -> None:
+    """Send ``replays`` to the input topic, each acknowledged (acks=all) or its error raised.
+
+    Raises ``TopicMissing`` if the input topic does not exist (it is never auto-created here).
+    """
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from stream_app.kafka_io.clients import kafka_python_config
+
+    probe = KafkaConsumer(allow_auto_create_topics=False, **kafka_python_config(settings))
+    try:
+        if not probe.partitions_for_topic(settings.input_topic):
+            raise TopicMissing(f"input topic {settings.input_topic!r} does not exist at {settings.bootstrap_servers}")
+    finally:
+        probe.close()
+    producer = KafkaProducer(acks="all", linger_ms=10, **kafka_python_config(settings))
+    try:
+        futures = [producer.send(settings.input_topic, key=r.key, value=r.value, headers=list(r.headers)) for r in replays]
+        producer.flush()
+        for future in futures:
+            future.get(timeout=60)  # raises the send's error, if any
+    finally:
+        producer.close()

@@ -1,0 +1,18 @@
+"""The examples in the pure functions' docstrings run as tests."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["models.cascade", "stream_app.batching", "stream_app.records", "stream_app.kafka_io.transactions",
+           "models.teacher", "models.training.calibrate"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0
