@@ -12,7 +12,14 @@ without a broker.
 from stream_app.batching import collect_batch
 from stream_app.local import run_local
 from stream_app.merge import MergeStage, RecentIds
-from stream_app.records import Incoming, Output, Reason, Source, StageResult, decode_tweet
+from stream_app.records import (
+    Incoming,
+    Output,
+    Reason,
+    Source,
+    StageResult,
+    decode_tweet,
+)
 from stream_app.settings import Settings
 from stream_app.student import StudentStage
 

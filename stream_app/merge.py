@@ -79,7 +79,7 @@ class MergeStage:
                 out.reject(self.dlq_topic, record, Reason.BAD_RESULT, "result without key or value", "merge")
                 continue
             if self.recent.first_time(record.source.partition, record.key):
-                out.outputs.append(Output(self.output_topic, record.key, record.value))
+                out.outputs.append(Output(self.output_topic, record.key, record.value, origin=record))
             else:
                 out.duplicates += 1
         return out

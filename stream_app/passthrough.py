@@ -22,5 +22,5 @@ class PassthroughStage:
         out = StageResult()
         for r in records:
             key = r.key if r.key is not None else fallback_key(r.source)
-            out.outputs.append(Output(self.output_topic, key, r.value or b"", (("tango.produced_at", repr(r.timestamp).encode()),)))
+            out.outputs.append(Output(self.output_topic, key, r.value or b"", (("tango.produced_at", repr(r.timestamp).encode()),), origin=r))
         return out

@@ -34,9 +34,12 @@ class Reason(str, enum.Enum):
     WRONG_TYPE = "wrong_type"  # `text` not a string, or `id` not a non-empty string
     EMPTY_TEXT = "empty_text"  # only whitespace
     TEXT_TOO_LONG = "text_too_long"
+    ID_TOO_LONG = "id_too_long"  # `id` longer than max_id_chars
+    RECORD_TOO_LARGE = "record_too_large"  # key + value + headers over max_record_bytes; the dead letter keeps a prefix
     TOO_DEEP = "too_deep"  # extra fields nested deeper than the output encoder allows
     BAD_TEACHER_REQUEST = "bad_teacher_request"  # a teacher request that does not parse
     BAD_RESULT = "bad_result"  # a record on a result topic without key or value
+    OUTPUT_REJECTED = "output_rejected"  # the broker refused what the stage produced for it (too large, not allowed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +80,37 @@ class Incoming:
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """One record a stage asks to produce."""
+    """One record a stage asks to produce, and the input it was made for (``None`` for a dead
+    letter): if the broker refuses it, that input is dead-lettered instead."""
 
     topic: str
     key: bytes
     value: bytes
     headers: Sequence[tuple[str, bytes]] = ()
+    origin: Incoming | None = field(default=None, compare=False, repr=False)
+
+
+def record_bytes(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> int:
+    """A record's payload size as the size bound counts it: key, value, header names and values.
+
+    >>> record_bytes(b"id", b"{}", [("h", b"v")])
+    6
+    """
+    return len(key or b"") + len(value or b"") + sum(len(k.encode("utf-8", "surrogateescape")) + len(v or b"") for k, v in headers)
+
+
+def wire_header_name(name: str) -> str:
+    """A header name every producer can send: one decoded losslessly from bytes that are not
+    UTF-8 (``stream_app.kafka_io.internals``) has those bytes backslash-escaped.
+
+    >>> wire_header_name("trace"), wire_header_name(b"tr\\xffce".decode("utf-8", "surrogateescape"))
+    ('trace', 'tr\\\\xffce')
+    """
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def fallback_key(source: Source) -> bytes:
@@ -99,15 +127,31 @@ class StageResult:
     dead_letters: list[str] = field(default_factory=list)  # reasons
     duplicates: int = 0
 
-    def reject(self, dlq_topic: str, record: Incoming, reason: Reason, detail: str, stage: str) -> None:
-        """Dead-letter ``record``: its original bytes, key and headers, the reason in the headers."""
-        rejected = Rejected(reason, detail, record.source, record.value, record.key, tuple(record.headers))
-        key = record.key if record.key is not None else fallback_key(record.source)
-        self.outputs.append(Output(dlq_topic, key, record.value or b"", dead_letter_headers(rejected, stage)))
+    def reject(self, dlq_topic: str, record: Incoming, reason: Reason, detail: str, stage: str, keep_bytes: int = 0) -> None:
+        """Dead-letter ``record`` (see ``dead_letter``)."""
+        self.outputs.append(dead_letter(dlq_topic, record, reason, detail, stage, keep_bytes))
         self.dead_letters.append(reason.value)
 
 
-def decode_tweet(value: bytes | None, source: Source, max_chars: int, produced_at: float = 0.0) -> Tweet | Rejected:
+def dead_letter(dlq_topic: str, record: Incoming, reason: Reason, detail: str, stage: str, keep_bytes: int = 0) -> Output:
+    """``record``'s dead letter: its original bytes, key and headers, the reason in the headers.
+
+    With ``keep_bytes``, a value longer than that keeps only its first ``keep_bytes`` bytes and
+    says its original size in ``tango.dlq.original_bytes``, so the dead letter itself fits.
+    """
+    value = record.value or b""
+    headers = [(wire_header_name(k), v) for k, v in record.headers]
+    if keep_bytes and len(value) > keep_bytes:
+        headers.append((H_ORIGINAL_BYTES, str(len(value)).encode()))
+        value = value[:keep_bytes]
+    rejected = Rejected(reason, detail, record.source, value, record.key, tuple(headers))
+    key = record.key if record.key is not None else fallback_key(record.source)
+    return Output(dlq_topic, key, value, dead_letter_headers(rejected, stage))
+
+
+def decode_tweet(
+    value: bytes | None, source: Source, max_chars: int, produced_at: float = 0.0, max_id_chars: int = 256
+) -> Tweet | Rejected:
     """Parse and validate one input record; never raises.
 
     >>> decode_tweet(b'{"id": "t1", "text": "so happy", "lang": "en"}', Source("tweets", 0, 7), 280)
@@ -146,6 +190,8 @@ def decode_tweet(value: bytes | None, source: Source, max_chars: int, produced_a
         tweet_id = data.pop("id")
         if not isinstance(tweet_id, str) or not tweet_id:
             return reject(Reason.WRONG_TYPE, "`id` must be a non-empty string")
+        if len(tweet_id) > max_id_chars:
+            return reject(Reason.ID_TOO_LONG, f"`id` has {len(tweet_id)} characters, the limit is {max_id_chars}")
     else:
         tweet_id = fallback_key(source).decode()
     return Tweet(tweet_id, text, data, produced_at)
@@ -159,7 +205,9 @@ H_STAGE = "__connect.errors.stage"
 H_CLASS = "__connect.errors.exception.class.name"
 H_MESSAGE = "__connect.errors.exception.message"
 H_REASON = "tango.dlq.reason"
-DLQ_HEADERS = (H_TOPIC, H_PARTITION, H_OFFSET, H_STAGE, H_CLASS, H_MESSAGE, H_REASON)
+H_ORIGINAL_BYTES = "tango.dlq.original_bytes"  # only on a dead letter whose value was cut to a prefix
+TOO_LARGE_PREFIX_BYTES = 16_384  # what a record_too_large dead letter keeps of the value
+DLQ_HEADERS = (H_TOPIC, H_PARTITION, H_OFFSET, H_STAGE, H_CLASS, H_MESSAGE, H_REASON, H_ORIGINAL_BYTES)
 
 
 def dead_letter_headers(rejected: Rejected, stage: str) -> list[tuple[str, bytes]]:

@@ -18,11 +18,29 @@ from typing import Any
 
 ENV_PREFIX = "TANGO_"
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
+COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
 CACHE_DIR = Path(os.environ.get("TANGO_CACHE_DIR", Path.home() / ".cache" / "tango-stream"))
 
 
-def setting(default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"doc": doc})
+def setting(default: Any, doc: str, *, at_least: float | None = None, positive: bool = False,
+            at_most: float | None = None, one_of: tuple[str, ...] = (), any_case: bool = False) -> Any:
+    """One setting: its default, its documentation, and the constraints ``validated`` enforces."""
+    checks = {"at_least": at_least, "positive": positive, "at_most": at_most, "one_of": one_of, "any_case": any_case}
+    return field(default=default, metadata={"doc": doc, **{k: v for k, v in checks.items() if v not in (None, False, ())}})
+
+
+def constraint_errors(name: str, value: Any, meta: Mapping[str, Any]) -> list[str]:
+    """What is wrong with ``value`` for the setting ``name`` (comparisons are written so NaN fails)."""
+    errors = []
+    if "at_least" in meta and not value >= meta["at_least"]:
+        errors.append(f"{name} must be at least {meta['at_least']:g}")
+    if meta.get("positive") and not value > 0:
+        errors.append(f"{name} must be positive")
+    if "at_most" in meta and not value <= meta["at_most"]:
+        errors.append(f"{name} must be at most {meta['at_most']:g}")
+    if "one_of" in meta and value not in meta["one_of"] and not (meta.get("any_case") and str(value).lower() in meta["one_of"]):
+        errors.append(f"{name} {value!r} is not one of {', '.join(meta['one_of'])}")
+    return errors
 
 
 @dataclass(frozen=True)
@@ -30,7 +48,8 @@ class Settings:
     # --- connection -------------------------------------------------------------------
     bootstrap_servers: str = setting("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated host:port.")
     security_protocol: str = setting(
-        "PLAINTEXT", "Client security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+        "PLAINTEXT", "Client security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+        one_of=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
     )
     sasl_mechanism: str = setting("", "SASL mechanism when the protocol is SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
     sasl_username: str = setting("", "SASL user name.")
@@ -41,19 +60,20 @@ class Settings:
 
     # --- topics (all keyed by tweet id) ----------------------------------------------
     input_topic: str = setting("tweets", "Topic of incoming tweets: JSON objects with a string `text` and optional `id`.")
-    input_partitions: int = setting(4, "Partitions of the input topic when the app creates it; bounds how many stream workers help.")
+    input_partitions: int = setting(4, "Partitions of the input topic when the app creates it; bounds how many stream workers help.", at_least=1)
     teacher_topic: str = setting("teacher.requests", "Topic of records the student is unsure of, read by teacher workers.")
-    teacher_partitions: int = setting(8, "Partitions of the teacher topic; bounds how many teacher workers help.")
+    teacher_partitions: int = setting(8, "Partitions of the teacher topic; bounds how many teacher workers help.", at_least=1)
     student_results_topic: str = setting("results.student", "Results decided by the student.")
     teacher_results_topic: str = setting("results.teacher", "Results decided by a teacher worker.")
     result_partitions: int = setting(
         4,
         "Partitions of both result topics and the output topic. One count for all three keeps them "
         "co-partitioned, so one id always meets the same merge worker and de-duplication window.",
+        at_least=1,
     )
     output_topic: str = setting("tweets.classified", "The merged output: exactly one result per input tweet.")
     dlq_topic: str = setting("tweets.dlq", "Dead letters: the original bytes of bad records, reason in the headers.")
-    replication_factor: int = setting(1, "Replication factor of the topics the app creates.")
+    replication_factor: int = setting(1, "Replication factor of the topics the app creates.", at_least=1)
 
     # --- consumer groups ----------------------------------------------------------------
     app_id: str = setting("tango-stream", "Faust app id: the consumer group of the stream workers (student and merge).")
@@ -61,38 +81,50 @@ class Settings:
 
     # --- models -------------------------------------------------------------------------
     bundle: str = setting(str(CACHE_DIR / "bundles" / "emotion"), "Model bundle folder (manifest.json, student/, teacher/).")
-    threshold: float = setting(-1.0, "Routing threshold on the student's calibrated confidence; negative means the bundle's.")
+    threshold: float = setting(-1.0, "Routing threshold on the student's calibrated confidence; negative means the bundle's.", at_most=1.0)
     teacher_model: str = setting("", "Teacher to serve instead of the bundle's: a local folder or a hub id.")
     teacher_int8: bool = setting(
         True,
         "Run the teacher with int8 dynamic quantisation of its linear layers (CPU). With length "
         "bucketing it is 2.6x fp32 padded at no measured accuracy cost (docs/benchmarks.md).",
     )
-    teacher_token_budget: int = setting(4096, "Padded tokens per teacher forward pass; texts are sorted by length and chunked.")
-    torch_threads: int = setting(1, "torch intra-op threads of this process's model.")
+    teacher_token_budget: int = setting(4096, "Padded tokens per teacher forward pass; texts are sorted by length and chunked.", at_least=1)
+    torch_threads: int = setting(1, "torch intra-op threads of this process's model.", at_least=1)
 
     # --- batching -----------------------------------------------------------------------
-    student_batch_size: int = setting(256, "Most records per student batch.")
-    student_batch_wait: float = setting(0.1, "Seconds a student batch may wait, counted from its first record.")
-    teacher_batch_size: int = setting(64, "Most records per teacher batch (shrunk when batches near the poll interval).")
-    teacher_batch_wait: float = setting(0.2, "Seconds a teacher batch may wait, counted from its first record.")
-    merge_batch_size: int = setting(1000, "Most results per merge batch.")
-    merge_batch_wait: float = setting(0.05, "Seconds a merge batch may wait, counted from its first record.")
+    student_batch_size: int = setting(256, "Most records per student batch.", at_least=1)
+    student_batch_wait: float = setting(0.1, "Seconds a student batch may wait, counted from its first record.", positive=True)
+    teacher_batch_size: int = setting(64, "Most records per teacher batch (shrunk when batches near the poll interval).", at_least=1)
+    teacher_batch_wait: float = setting(0.2, "Seconds a teacher batch may wait, counted from its first record.", positive=True)
+    merge_batch_size: int = setting(1000, "Most results per merge batch.", at_least=1)
+    merge_batch_wait: float = setting(0.05, "Seconds a merge batch may wait, counted from its first record.", positive=True)
     session_timeout_s: float = setting(
-        10.0, "Consumer session timeout of all workers: how soon a dead worker's partitions move to the others."
+        10.0, "Consumer session timeout of all workers: how soon a dead worker's partitions move to the others.",
+        positive=True,
     )
     max_poll_interval_s: float = setting(
-        300.0, "Consumer poll interval of teacher workers; a batch is sized to take at most a quarter of it."
+        300.0, "Consumer poll interval of teacher workers; a batch is sized to take at most a quarter of it.",
+        positive=True,
     )
 
     # --- input validation and de-duplication ------------------------------------------
-    max_text_chars: int = setting(2000, "Longest accepted `text` in characters; longer records are dead-lettered.")
+    max_text_chars: int = setting(2000, "Longest accepted `text` in characters; longer records are dead-lettered.", at_least=1)
+    max_id_chars: int = setting(256, "Longest accepted `id` in characters; longer ones are dead-lettered (id_too_long).", at_least=1)
+    max_record_bytes: int = setting(
+        900_000,
+        "Largest accepted input record in bytes (key, value, header names and values). A larger one is "
+        "dead-lettered as record_too_large with its key, headers and the first 16 KiB of its value (its size in "
+        "tango.dlq.original_bytes), so the dead letter fits. The default leaves room under the 1,000,000-byte "
+        "request limit of Faust's producer for a result's or a dead letter's own fields.",
+        at_least=1024,
+    )
     dedup_window: int = setting(
         100_000,
         "Ids remembered per output partition for de-duplication. A redelivered result is dropped if "
         "fewer than this many newer ids reached its output partition since it was first emitted. A "
         "worker that gains a partition reads this many of its last output keys back first, so the "
         "window survives restarts and rebalances; memory is about 100 bytes per id.",
+        at_least=1,
     )
 
     # --- delivery guarantee ---------------------------------------------------------------
@@ -110,16 +142,26 @@ class Settings:
         "written), output visible only at commit; on the local 5,000-tweet pipeline about 7% fewer records/s "
         "(1,079 against 1,160, mean of six runs each, within the runs' spread). Readers of the output must "
         "use read_committed to benefit.",
+        one_of=PROCESSING_GUARANTEES,
+    )
+
+    # --- producing -----------------------------------------------------------------------
+    compression_type: str = setting(
+        "lz4",
+        "Compression of everything the workers produce: none, gzip, snappy, lz4 or zstd. Input in any of "
+        "them is read whatever this says. lz4 measured cheapest per record here (docs/benchmarks.md).",
+        one_of=COMPRESSION_TYPES,
     )
 
     # --- runtime --------------------------------------------------------------------------
     data_dir: str = setting(str(CACHE_DIR / "faust"), "Folder for the stream worker's local Faust state.")
-    summary_interval_s: float = setting(10.0, "Seconds between a process's summary log lines.")
+    summary_interval_s: float = setting(10.0, "Seconds between a process's summary log lines.", positive=True)
     shutdown_timeout_s: float = setting(
-        10.0, "Seconds a worker may take after SIGTERM to hand back or finish its batch and commit before it is ended."
+        10.0, "Seconds a worker may take after SIGTERM to hand back or finish its batch and commit before it is ended.",
+        positive=True,
     )
-    log_format: str = setting("auto", "auto (JSON lines unless on a terminal), json or console.")
-    log_level: str = setting("info", "Log level: debug, info, warning, error.")
+    log_format: str = setting("auto", "auto (JSON lines unless on a terminal), json or console.", one_of=("auto", "json", "console"))
+    log_level: str = setting("info", "Log level: debug, info, warning, error.", one_of=("debug", "info", "warning", "error"), any_case=True)
 
     # ---------------------------------------------------------------------------------------
     @classmethod
@@ -135,25 +177,8 @@ class Settings:
         return cls(**values).validated()
 
     def validated(self) -> "Settings":
-        errors = []
-        for name in ("input_partitions", "teacher_partitions", "result_partitions", "replication_factor",
-                     "student_batch_size", "teacher_batch_size", "merge_batch_size", "max_text_chars",
-                     "dedup_window", "torch_threads", "teacher_token_budget"):
-            if getattr(self, name) < 1:
-                errors.append(f"{name} must be at least 1")
-        for name in ("student_batch_wait", "teacher_batch_wait", "merge_batch_wait", "max_poll_interval_s", "session_timeout_s", "summary_interval_s", "shutdown_timeout_s"):
-            if not getattr(self, name) > 0:  # also rejects NaN
-                errors.append(f"{name} must be positive (a zero wait would send batches of one)")
-        if not self.threshold <= 1.0:  # also rejects NaN
-            errors.append("threshold must be at most 1 (negative: the bundle's)")
-        if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
-            errors.append(f"security_protocol {self.security_protocol!r} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
-        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
-            errors.append("log_level must be debug, info, warning or error")
-        if self.processing_guarantee not in PROCESSING_GUARANTEES:
-            errors.append(f"processing_guarantee {self.processing_guarantee!r} is not one of {', '.join(PROCESSING_GUARANTEES)}")
-        if self.log_format not in ("auto", "json", "console"):
-            errors.append("log_format must be auto, json or console")
+        """``self``, or ``ValueError`` naming every setting that breaks its entry's constraints."""
+        errors = [e for f in dataclasses.fields(self) for e in constraint_errors(f.name, getattr(self, f.name), f.metadata)]
         if errors:
             raise ValueError("invalid settings: " + "; ".join(errors))
         return self

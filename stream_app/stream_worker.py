@@ -29,7 +29,8 @@ from aiokafka import TopicPartition
 from mode import Service
 
 from stream_app.batching import collect_batch, queue_fetch
-from stream_app.kafka_io.clients import faust_credentials
+from stream_app.kafka_io.clients import compression, faust_credentials
+from stream_app.kafka_io.delivery import Unproducible, produce_checked
 from stream_app.kafka_io.merge_window import recent_output_keys
 from stream_app.kafka_io.transactions import (
     PartitionTransactions,
@@ -101,6 +102,7 @@ def new_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=max(settings.session_timeout_s / 4, 0.5),
         stream_wait_empty=False,
         producer_linger_ms=5,
+        producer_compression_type=compression(settings),
     )
 
 
@@ -121,10 +123,10 @@ class AgentBatches:
     size: int
     wait: float
     counters: Counters
-    send: Callable[[Sequence[Output]], Awaitable[None]]
+    send: Callable[[Sequence[Output]], Awaitable[list[str]]]  # produce_checked: reasons of rerouted dead letters
     executor: ThreadPoolExecutor | None = None  # run the stage here (off the event loop)
     transactions: PartitionTransactions | None = None
-    on_fenced: Callable[[BaseException], Awaitable[None]] | None = None
+    on_fatal: Callable[[BaseException], Awaitable[None]] | None = None  # the worker cannot go on: stop it
     prepare: Callable[[Sequence[Incoming]], Awaitable[None]] | None = None  # before the stage, on the loop
     on_uncommitted: Callable[[TopicPartition], None] | None = None  # exactly once: a part did not commit
     _loop_error: list[BaseException] = field(default_factory=list)
@@ -162,17 +164,24 @@ class AgentBatches:
     async def _at_least_once(self, events: list) -> None:
         records = [incoming(e) for e in events]
         (result,) = await self._run([records])
-        await self.send(result.outputs)  # every record acknowledged before any input is acked
-        self.counters.add_batch(len(records), result.to_teacher, result.duplicates, result.dead_letters)
+        try:
+            rerouted = await self.send(result.outputs)  # every record acknowledged before any input is acked
+        except Unproducible as exc:
+            await self._stop(exc)
+            raise
+        self.counters.add_batch(len(records), result.to_teacher, result.duplicates, [*result.dead_letters, *rerouted])
+
+    async def _stop(self, exc: BaseException) -> None:
+        if self.on_fatal is not None:
+            await self.on_fatal(exc)
 
     async def _transactional(self, events: list) -> None:
         assert self.transactions is not None
         stamped = [(e.message.generation_id, incoming(e)) for e in events]
         try:
             outcomes = await transact_batch(self.transactions, stamped, self._run, wait_for_generation=True)
-        except TransactionFenced as exc:
-            if self.on_fenced is not None:
-                await self.on_fenced(exc)
+        except (TransactionFenced, Unproducible) as exc:
+            await self._stop(exc)
             raise
         for outcome in outcomes:
             if not outcome.committed:
@@ -180,7 +189,8 @@ class AgentBatches:
                     self.on_uncommitted(outcome.tp)
                 continue
             result = outcome.result
-            self.counters.add_batch(len(outcome.records), result.to_teacher, result.duplicates, result.dead_letters)
+            self.counters.add_batch(len(outcome.records), result.to_teacher, result.duplicates,
+                                    [*result.dead_letters, *outcome.rerouted])
 
 
 class MergeWindow:
@@ -225,33 +235,32 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
     }
     input_topic = raw_topic(app, settings.input_topic, partitions=settings.input_partitions)
 
-    async def send_all(produced: Sequence[Output]) -> None:
+    async def send_one(o: Output) -> asyncio.Future:
         # force=True: publish now rather than as a Faust "attachment" at commit time.
-        futures = [
-            await outputs[o.topic].send(key=o.key, value=o.value, headers=list(o.headers), force=True) for o in produced
-        ]
-        await asyncio.gather(*futures)
+        return await outputs[o.topic].send(key=o.key, value=o.value, headers=list(o.headers), force=True)
+
+    async def send_all(produced: Sequence[Output]) -> list[str]:
+        return await produce_checked(send_one, produced, settings.dlq_topic)
+
+    async def fatal(exc: BaseException) -> None:
+        log.error("the stream worker cannot go on; exiting with its input uncommitted", error=str(exc))
+        start_shutdown_watchdog(settings.shutdown_timeout_s, "stream")
+        await app.crash(exc)
 
     if student is None:
         passthrough = AgentBatches(PassthroughStage(settings.output_topic), settings.student_batch_size,
-                                   settings.student_batch_wait, Counters(), send_all)
+                                   settings.student_batch_wait, Counters(), send_all, on_fatal=fatal)
         app.agent(input_topic, name="passthrough")(passthrough.consume)
         return app
 
     transactions = PartitionTransactions(settings, settings.app_id) if settings.exactly_once else None
     executor = ThreadPoolExecutor(1, thread_name_prefix="student")
-
-    async def fatal(exc: BaseException) -> None:
-        log.error("exactly-once processing cannot go on; exiting so the worker restarts", error=str(exc))
-        start_shutdown_watchdog(settings.shutdown_timeout_s, "stream")
-        await app.crash(exc)
-
     merge = MergeStage(RecentIds(settings.dedup_window), settings.output_topic, settings.dlq_topic)
     window = MergeWindow(settings, merge)
     students = AgentBatches(student, settings.student_batch_size, settings.student_batch_wait, Counters(), send_all,
-                            executor=executor, transactions=transactions, on_fenced=fatal)
+                            executor=executor, transactions=transactions, on_fatal=fatal)
     merges = AgentBatches(merge, settings.merge_batch_size, settings.merge_batch_wait, Counters(), send_all,
-                          transactions=transactions, on_fenced=fatal, prepare=window.restore, on_uncommitted=window.forget)
+                          transactions=transactions, on_fatal=fatal, prepare=window.restore, on_uncommitted=window.forget)
     app.agent(input_topic, name="student")(students.consume)
     # Both result topics in one subscription: same partition count (checked at start-up), so
     # one id meets the same agent instance from either tier.

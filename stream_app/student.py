@@ -19,6 +19,7 @@ import orjson
 
 from models.cascade import calibrated_probs, route
 from stream_app.records import (
+    TOO_LARGE_PREFIX_BYTES,
     Incoming,
     Output,
     Reason,
@@ -26,6 +27,7 @@ from stream_app.records import (
     StageResult,
     Tweet,
     decode_tweet,
+    record_bytes,
     result_record,
     teacher_request,
 )
@@ -52,13 +54,21 @@ class StudentStage:
     teacher_topic: str
     dlq_topic: str
     worker: str = "stream"
+    max_record_bytes: int = 900_000  # key + value + headers; larger records are dead-lettered with a prefix
+    max_id_chars: int = 256
 
     def __call__(self, records: Sequence[Incoming]) -> StageResult:
         out = StageResult()
         tweets: list[Tweet] = []
         sources: list[Incoming] = []
         for record in records:
-            decoded = decode_tweet(record.value, record.source, self.max_text_chars, record.timestamp)
+            size = record_bytes(record.key, record.value, record.headers)
+            if size > self.max_record_bytes:
+                out.reject(self.dlq_topic, record, Reason.RECORD_TOO_LARGE,
+                           f"the record has {size} bytes, the limit is {self.max_record_bytes}", "student",
+                           keep_bytes=TOO_LARGE_PREFIX_BYTES)
+                continue
+            decoded = decode_tweet(record.value, record.source, self.max_text_chars, record.timestamp, self.max_id_chars)
             if isinstance(decoded, Rejected):
                 out.reject(self.dlq_topic, record, decoded.reason, decoded.detail, "student")
             else:
@@ -76,7 +86,7 @@ class StudentStage:
             try:
                 if routing.to_teacher[i]:
                     value = teacher_request(tweet, ingested_at, label_ids[i], confidences[i], probs[i].tolist(), self.student_version)
-                    out.outputs.append(Output(self.teacher_topic, key, value))
+                    out.outputs.append(Output(self.teacher_topic, key, value, origin=sources[i]))
                     out.to_teacher += 1
                 else:
                     value = result_record(
@@ -85,7 +95,7 @@ class StudentStage:
                         models={"student": self.student_version}, produced_at=tweet.produced_at,
                         ingested_at=ingested_at, decided_at=decided_at, extra=tweet.extra, worker=self.worker,
                     )
-                    out.outputs.append(Output(self.results_topic, key, value))
+                    out.outputs.append(Output(self.results_topic, key, value, origin=sources[i]))
             except orjson.JSONEncodeError as exc:  # JSON the decoder accepts but the encoder cannot nest
                 out.reject(self.dlq_topic, sources[i], Reason.TOO_DEEP, f"extra fields cannot be re-encoded: {exc}", "student")
         return out
@@ -105,4 +115,6 @@ def build_student_stage(settings: "Settings", bundle: "Bundle", worker: str | No
         teacher_topic=settings.teacher_topic,
         dlq_topic=settings.dlq_topic,
         worker=worker or worker_name("stream"),
+        max_record_bytes=settings.max_record_bytes,
+        max_id_chars=settings.max_id_chars,
     )

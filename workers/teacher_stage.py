@@ -38,18 +38,20 @@ class TeacherStage:
     def __call__(self, records: Sequence[Incoming]) -> StageResult:
         out = StageResult()
         requests: list[dict[str, Any]] = []
+        origins: list[Incoming] = []
         for record in records:
             request = _parse_request(record.value, len(self.labels))
             if isinstance(request, str):
                 out.reject(self.dlq_topic, record, Reason.BAD_TEACHER_REQUEST, request, "teacher")
             else:
                 requests.append(request)
+                origins.append(record)
         if not requests:
             return out
         probs = calibrated_probs(self.logits([r["text"] for r in requests]), 1.0)
         decided_at = time.time()
         label_ids = probs.argmax(axis=1).tolist()
-        for request, label_id, row in zip(requests, label_ids, probs):
+        for request, origin, label_id, row in zip(requests, origins, label_ids, probs):
             student = request["student"]
             value = result_record(
                 tweet_id=request["id"], labels=self.labels, label_id=label_id, confidence=float(row[label_id]),
@@ -58,7 +60,7 @@ class TeacherStage:
                 produced_at=request.get("produced_at", 0.0), ingested_at=request["ingested_at"],
                 decided_at=decided_at, extra=request.get("extra", {}), worker=self.worker,
             )
-            out.outputs.append(Output(self.results_topic, request["id"].encode(), value))
+            out.outputs.append(Output(self.results_topic, request["id"].encode(), value, origin=origin))
         return out
 
 

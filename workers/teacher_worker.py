@@ -38,7 +38,8 @@ from aiokafka.errors import (
 )
 
 from stream_app.batching import collect_batch, safe_batch_size
-from stream_app.kafka_io.clients import aiokafka_config
+from stream_app.kafka_io.clients import aiokafka_config, compression
+from stream_app.kafka_io.delivery import produce_checked
 from stream_app.kafka_io.transactions import (
     PartitionTransactions,
     Stamped,
@@ -100,7 +101,8 @@ class TeacherWorker:
         consumer = self._consumer()
         producer = None
         if self.transactions is None:
-            producer = AIOKafkaProducer(acks="all", linger_ms=5, enable_idempotence=True, **aiokafka_config(self.settings))
+            producer = AIOKafkaProducer(acks="all", linger_ms=5, enable_idempotence=True,
+                                        compression_type=compression(self.settings), **aiokafka_config(self.settings))
             await producer.start()
         await consumer.start()
         summary = asyncio.ensure_future(self._summaries())
@@ -140,15 +142,15 @@ class TeacherWorker:
         assert self.transactions is not None
         for outcome in await transact_batch(self.transactions, batch, self._infer, wait_for_generation=False):
             if outcome.committed:
-                self.counters.add_batch(len(outcome.records), dead_letters=outcome.result.dead_letters)
+                self.counters.add_batch(len(outcome.records), dead_letters=[*outcome.result.dead_letters, *outcome.rerouted])
 
     async def _commit_at_least_once(self, batch: list[Stamped], consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         records = [record for _, record in batch]
         (result,) = await self._infer([records])
-        futures = [
-            await producer.send(o.topic, key=o.key, value=o.value, headers=list(o.headers) or None) for o in result.outputs
-        ]
-        await asyncio.gather(*futures)  # all results acknowledged ...
+        async def send(o):
+            return await producer.send(o.topic, key=o.key, value=o.value, headers=list(o.headers) or None)
+
+        rerouted = await produce_checked(send, result.outputs, self.settings.dlq_topic)  # all acknowledged ...
         offsets: dict[TopicPartition, int] = {}
         for r in records:
             tp = TopicPartition(r.source.topic, r.source.partition)
@@ -165,7 +167,7 @@ class TeacherWorker:
             # The partitions moved on during the batch: the new owner redelivers it and the
             # merge drops the results produced twice.
             log.warning("commit failed after rebalance; batch will be redelivered", error=str(exc))
-        self.counters.add_batch(len(records), dead_letters=result.dead_letters)
+        self.counters.add_batch(len(records), dead_letters=[*result.dead_letters, *rerouted])
 
     async def _next_batch(self, consumer: AIOKafkaConsumer) -> list[Stamped]:
         """The next batch of (generation fetched in, record) pairs."""

@@ -44,6 +44,11 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def compression(settings: Settings) -> str | None:
+    """``compression_type`` as the producers take it (``None`` for none)."""
+    return None if settings.compression_type == "none" else settings.compression_type
+
+
 def aiokafka_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {"bootstrap_servers": ",".join(bootstrap_list(settings)), "security_protocol": settings.security_protocol}
     if settings.security_protocol.startswith("SASL"):

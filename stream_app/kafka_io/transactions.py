@@ -42,16 +42,25 @@ only at the commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-from stream_app.kafka_io.clients import aiokafka_config
-from stream_app.records import Incoming, Output, StageResult
+from stream_app.kafka_io.clients import aiokafka_config, compression
+from stream_app.kafka_io.delivery import (
+    Unproducible,
+    is_retriable,
+    reroute,
+    root_cause,
+    send_future,
+)
+from stream_app.records import Incoming, Output, Reason, StageResult
 from stream_app.settings import Settings
 
 log = structlog.get_logger("tango.transactions")
@@ -59,6 +68,21 @@ log = structlog.get_logger("tango.transactions")
 
 class TransactionFenced(RuntimeError):
     """A partition's producer was fenced although this worker still owns the partition."""
+
+
+class _SendsFailed(RuntimeError):
+    """Some sends of the attempt failed: abort it and try again (with refused outputs rerouted)."""
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A committed transaction, and the reasons of dead letters sent in place of refused outputs."""
+
+    rerouted: tuple[str, ...] = ()
+
+
+async def _send_with(producer: AIOKafkaProducer, o: Output) -> asyncio.Future:
+    return await producer.send(o.topic, o.value, key=o.key, headers=list(o.headers) or None)
 
 
 class PartitionTransactions:
@@ -73,6 +97,8 @@ class PartitionTransactions:
 
     def __init__(self, settings: Settings, group_id: str, fenced_grace_s: float | None = None):
         self._config = aiokafka_config(settings)
+        self._compression = compression(settings)
+        self._dlq_topic = settings.dlq_topic
         self.group_id = group_id
         self.generation = -1
         self.next_offsets: dict[TopicPartition, int] = {}
@@ -118,6 +144,7 @@ class PartitionTransactions:
         producers = {
             tp: AIOKafkaProducer(
                 transactional_id=self.transactional_id(tp), acks="all", enable_idempotence=True, linger_ms=5,
+                compression_type=self._compression,
                 **self._config,
             )
             for tp in wanted
@@ -151,10 +178,14 @@ class PartitionTransactions:
                     f"a transactional producer of group {self.group_id} was fenced in generation {generation} and no "
                     f"rebalance followed within {self._fenced_grace_s:g}s; restart the worker")
 
-    async def commit(self, tp: TopicPartition, outputs: Sequence[Output], next_offset: int, generation: int) -> bool:
+    async def commit(self, tp: TopicPartition, outputs: Sequence[Output], next_offset: int, generation: int) -> Committed | None:
         """Produce ``outputs`` and commit ``tp`` at ``next_offset`` in one transaction.
 
-        True once committed. False, with nothing of it visible, if ``tp`` is not this
+        Every send is awaited and checked before the commit: an output the broker refuses
+        for good aborts the attempt, and the retry carries its input's dead letter instead
+        (``delivery.reroute``; ``Unproducible`` if that is impossible, nothing committed).
+
+        ``Committed`` once committed. None, with nothing of it visible, if ``tp`` is not this
         member's to commit in ``generation`` any more: a rebalance is under way or done
         (the consumer then re-reads the partition from its committed offset), or the
         producer was fenced (a new owner started one). After False no later batch of ``tp``
@@ -162,10 +193,12 @@ class PartitionTransactions:
         broker restart) abort the attempt and retry it.
         """
         delay = 0.2
+        outputs = list(outputs)
+        rerouted: list[str] = []
         while True:
             # never wait for the next assignment here: a consumer may only rejoin on its next poll
             if not self.ready.is_set() or generation != self.generation or tp not in self._producers:
-                return False
+                return None
             producer = self._producers[tp]
             fenced = False
             self._busy += 1
@@ -174,15 +207,28 @@ class PartitionTransactions:
                 if tp not in self._open:
                     await producer.begin_transaction()
                     self._open.add(tp)
-                for o in outputs:
-                    await producer.send(o.topic, o.value, key=o.key, headers=list(o.headers) or None)
+                futures = [await send_future(partial(_send_with, producer), o) for o in outputs]
+                results = await asyncio.gather(*futures, return_exceptions=True)
+                failed = {i: r for i, r in enumerate(results) if isinstance(r, BaseException)}
+                if failed:  # never commit the offset past an output that is not in the log
+                    refused = {i: exc for i, exc in failed.items() if not is_retriable(exc)}
+                    if refused:
+                        letters = reroute(outputs, refused, self._dlq_topic)
+                        outputs = [o for i, o in enumerate(outputs) if i not in refused] + letters
+                        rerouted.extend(Reason.OUTPUT_REJECTED.value for _ in letters)
+                    raise _SendsFailed(root_cause(next(iter(failed.values()))))
                 await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)
                 self._open.discard(tp)  # committed or failed, the transaction is over
                 await producer.commit_transaction()
                 self.next_offsets[tp] = max(next_offset, self.next_offsets.get(tp, 0))
-                return True
+                return Committed(tuple(rerouted))
             except ProducerFenced:
                 fenced = True
+            except Unproducible:
+                self._open.discard(tp)
+                with contextlib.suppress(Exception):
+                    await producer.abort_transaction()
+                raise
             except Exception as exc:  # noqa: BLE001 - any other failure: abort, then retry the batch
                 if producer._txn_manager.is_fatal_error():  # noqa: SLF001 - no public accessor
                     fenced = True
@@ -203,7 +249,7 @@ class PartitionTransactions:
                     self._idle.set()
             if fenced:
                 self._fenced(tp, producer, generation)
-                return False
+                return None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -261,6 +307,7 @@ class PartOutcome:
     records: list[Incoming]
     result: StageResult
     committed: bool
+    rerouted: tuple[str, ...] = ()  # dead letters sent in place of refused outputs
 
 
 async def transact_batch(
@@ -299,7 +346,8 @@ async def transact_batch(
         transactions.commit(tp, result.outputs, part[-1].source.offset + 1, generation)
         for (tp, part), result in zip(parts.items(), results)
     ))
-    moved = [tp.partition for tp, ok in zip(parts, committed) if not ok]
+    moved = [tp.partition for tp, done in zip(parts, committed) if done is None]
     if moved:
         log.info("partitions moved during the batch; their new owner redelivers it", partitions=moved)
-    return [PartOutcome(tp, part, result, ok) for (tp, part), result, ok in zip(parts.items(), results, committed)]
+    return [PartOutcome(tp, part, result, done is not None, done.rerouted if done else ())
+            for (tp, part), result, done in zip(parts.items(), results, committed)]

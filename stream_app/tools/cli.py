@@ -17,6 +17,12 @@ from collections.abc import Sequence
 import structlog
 
 from stream_app.kafka_io.clients import KafkaConnectionError
+from stream_app.kafka_io.delivery import Unproducible
+from stream_app.kafka_io.internals import (
+    InternalsMoved,
+    UndecodableBatch,
+    install_fetch_workarounds,
+)
 from stream_app.kafka_io.probe import check_connection
 from stream_app.settings import (
     Settings,
@@ -54,6 +60,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from stream_app.telemetry import stdlib_logging_config
 
     settings = _settings(args)
+    install_fetch_workarounds()  # checks the library internals first: a moved one stops us here, plainly
     check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
     torch.set_num_threads(settings.torch_threads)
     ensure_topics(settings)
@@ -89,6 +96,7 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     from workers.teacher_worker import TeacherWorker, install_signal_handlers
 
     settings = _settings(args)
+    install_fetch_workarounds()
     check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
     torch.set_num_threads(settings.torch_threads)
     bundle = _load_bundle(settings)
@@ -105,7 +113,11 @@ def cmd_teacher(args: argparse.Namespace) -> int:
         install_signal_handlers(worker)
         await worker.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except (UndecodableBatch, Unproducible) as exc:
+        structlog.get_logger("tango.teacher").error("the teacher worker stops; its input stays uncommitted", error=str(exc))
+        return 4
     return 0
 
 
@@ -113,13 +125,14 @@ def cmd_produce(args: argparse.Namespace) -> int:
     import orjson
     from kafka import KafkaProducer
 
-    from stream_app.kafka_io.clients import kafka_python_config
+    from stream_app.kafka_io.clients import compression, kafka_python_config
     from stream_app.kafka_io.topics import ensure_topics
 
     settings = _settings(args)
     check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
     ensure_topics(settings)
-    producer = KafkaProducer(acks="all", linger_ms=10, batch_size=256 * 1024, **kafka_python_config(settings))
+    producer = KafkaProducer(acks="all", linger_ms=10, batch_size=256 * 1024, compression_type=compression(settings),
+                             **kafka_python_config(settings))
     source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
     sent = 0
     with source:
@@ -239,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KafkaConnectionError as exc:
         print(f"tango: {exc}", file=sys.stderr)
         return 3
+    except InternalsMoved as exc:
+        print(f"tango: {exc}", file=sys.stderr)
+        return 5
     except ValueError as exc:
         if str(exc).startswith("invalid settings") or "TANGO_" in str(exc):
             print(f"tango: {exc}", file=sys.stderr)

@@ -27,7 +27,7 @@ SETTINGS_FIELDS = {
     "bundle", "threshold", "teacher_model", "teacher_int8", "teacher_token_budget", "torch_threads",
     "student_batch_size", "student_batch_wait", "teacher_batch_size", "teacher_batch_wait",
     "merge_batch_size", "merge_batch_wait", "max_poll_interval_s", "session_timeout_s",
-    "max_text_chars", "dedup_window", "processing_guarantee",
+    "max_text_chars", "max_id_chars", "max_record_bytes", "dedup_window", "processing_guarantee", "compression_type",
     "data_dir", "summary_interval_s", "shutdown_timeout_s", "log_format", "log_level",
 }
 

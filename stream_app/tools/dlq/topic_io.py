@@ -94,7 +94,7 @@ def send_replays(settings: Settings, replays: Sequence[Replay]) -> None:
     """
     from kafka import KafkaConsumer, KafkaProducer
 
-    from stream_app.kafka_io.clients import kafka_python_config
+    from stream_app.kafka_io.clients import compression, kafka_python_config
 
     probe = KafkaConsumer(allow_auto_create_topics=False, **kafka_python_config(settings))
     try:
@@ -102,7 +102,7 @@ def send_replays(settings: Settings, replays: Sequence[Replay]) -> None:
             raise TopicMissing(f"input topic {settings.input_topic!r} does not exist at {settings.bootstrap_servers}")
     finally:
         probe.close()
-    producer = KafkaProducer(acks="all", linger_ms=10, **kafka_python_config(settings))
+    producer = KafkaProducer(acks="all", linger_ms=10, compression_type=compression(settings), **kafka_python_config(settings))
     try:
         futures = [producer.send(settings.input_topic, key=r.key, value=r.value, headers=list(r.headers)) for r in replays]
         producer.flush()

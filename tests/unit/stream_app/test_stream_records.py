@@ -106,6 +106,7 @@ def test_reason_values_are_the_dlq_contract():
     assert {r.value for r in Reason} == {
         "tombstone", "not_utf8", "not_json", "not_object", "missing_text", "wrong_type",
         "empty_text", "text_too_long", "too_deep", "bad_teacher_request", "bad_result",
+        "id_too_long", "record_too_large", "output_rejected",
     }
 
 
