@@ -38,6 +38,17 @@ def is_retriable(exc: BaseException) -> bool:
     return bool(getattr(root_cause(exc), "retriable", False))
 
 
+def is_refusal(exc: BaseException) -> bool:
+    """True for errors that are the record's own: too large for the topic or the client, a topic
+    this client may not write to or that cannot exist. Its input is then dead-lettered."""
+    from aiokafka import errors
+
+    return isinstance(root_cause(exc), (
+        errors.MessageSizeTooLargeError, errors.RecordTooLargeError, errors.RecordListTooLargeError,
+        errors.TopicAuthorizationFailedError, errors.InvalidTopicError,
+    ))
+
+
 def reroute(outputs: Sequence[Output], refused: dict[int, BaseException], dlq_topic: str) -> list[Output]:
     """The dead letters to send instead of the refused outputs: one per input they were made for.
 
@@ -69,6 +80,28 @@ async def send_future(send: Send, output: Output) -> asyncio.Future:
         return failed
 
 
+def _stop_on_other_errors(errors) -> None:
+    """Neither passing nor the record's own (say the cluster refuses this client): stop, uncommitted."""
+    for exc in errors:
+        if not is_retriable(exc) and not is_refusal(exc):
+            raise Unproducible(f"the broker refused a send for a reason that is not the record's: {root_cause(exc)!r}")
+
+
+async def isolate(send: Send, outputs: Sequence[Output]) -> dict[int, BaseException]:
+    """Send each of ``outputs`` alone, waiting for each: the refusals that are its own.
+
+    The broker refuses a whole batch for one record in it (over ``max.message.bytes``), so a
+    refused output is dead-lettered only if it is refused alone as well.
+    """
+    refused: dict[int, BaseException] = {}
+    for i, output in enumerate(outputs):
+        try:
+            await (await send_future(send, output))
+        except Exception as exc:  # noqa: BLE001 - classified by the caller
+            refused[i] = exc
+    return refused
+
+
 async def produce_checked(send: Send, outputs: Sequence[Output], dlq_topic: str) -> list[str]:
     """Send ``outputs`` and wait until every one is acknowledged, rerouted or retried.
 
@@ -84,8 +117,13 @@ async def produce_checked(send: Send, outputs: Sequence[Output], dlq_topic: str)
         failed = {i: r for i, r in enumerate(results) if isinstance(r, BaseException)}
         if not failed:
             return rerouted
+        _stop_on_other_errors(failed.values())
         retry = [pending[i] for i, exc in failed.items() if is_retriable(exc)]
-        letters = reroute(pending, {i: exc for i, exc in failed.items() if not is_retriable(exc)}, dlq_topic)
+        suspects = [pending[i] for i, exc in failed.items() if is_refusal(exc)]
+        alone = await isolate(send, suspects)  # the innocent ones are delivered on the way
+        _stop_on_other_errors(alone.values())
+        retry += [suspects[i] for i, exc in alone.items() if is_retriable(exc)]
+        letters = reroute(suspects, {i: exc for i, exc in alone.items() if is_refusal(exc)}, dlq_topic)
         rerouted.extend(Reason.OUTPUT_REJECTED.value for _ in letters)
         if retry:
             log.warning("sends failed and are retried", records=len(retry), error=repr(root_cause(next(iter(failed.values())))))

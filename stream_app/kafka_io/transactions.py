@@ -55,7 +55,7 @@ from aiokafka.errors import ProducerFenced
 from stream_app.kafka_io.clients import aiokafka_config, compression
 from stream_app.kafka_io.delivery import (
     Unproducible,
-    is_retriable,
+    is_refusal,
     reroute,
     root_cause,
     send_future,
@@ -141,14 +141,7 @@ class PartitionTransactions:
         self._open.clear()
         await asyncio.gather(*(p.stop() for p in old.values()), return_exceptions=True)
         wanted = sorted({TopicPartition(tp.topic, tp.partition) for tp in tps})
-        producers = {
-            tp: AIOKafkaProducer(
-                transactional_id=self.transactional_id(tp), acks="all", enable_idempotence=True, linger_ms=5,
-                compression_type=self._compression,
-                **self._config,
-            )
-            for tp in wanted
-        }
+        producers = {tp: self._new_producer(tp) for tp in wanted}
         started = await asyncio.gather(*(p.start() for p in producers.values()), return_exceptions=True)
         errors = [r for r in started if isinstance(r, BaseException)]
         if errors:
@@ -162,6 +155,12 @@ class PartitionTransactions:
         if wanted:
             log.info("transactional producers started", generation=generation,
                      partitions=[f"{tp.topic}:{tp.partition}" for tp in wanted])
+
+    def _new_producer(self, tp: TopicPartition) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            transactional_id=self.transactional_id(tp), acks="all", enable_idempotence=True, linger_ms=5,
+            compression_type=self._compression, **self._config,
+        )
 
     async def close(self) -> None:
         self.ready.clear()
@@ -211,10 +210,9 @@ class PartitionTransactions:
                 results = await asyncio.gather(*futures, return_exceptions=True)
                 failed = {i: r for i, r in enumerate(results) if isinstance(r, BaseException)}
                 if failed:  # never commit the offset past an output that is not in the log
-                    refused = {i: exc for i, exc in failed.items() if not is_retriable(exc)}
-                    if refused:
-                        letters = reroute(outputs, refused, self._dlq_topic)
-                        outputs = [o for i, o in enumerate(outputs) if i not in refused] + letters
+                    suspects = {i for i, exc in failed.items() if is_refusal(exc)}
+                    if suspects:
+                        outputs, letters = await self._reroute_refused(tp, producer, outputs, suspects)
                         rerouted.extend(Reason.OUTPUT_REJECTED.value for _ in letters)
                     raise _SendsFailed(root_cause(next(iter(failed.values()))))
                 await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)
@@ -224,10 +222,14 @@ class PartitionTransactions:
                 return Committed(tuple(rerouted))
             except ProducerFenced:
                 fenced = True
-            except Unproducible:
+            except _SendsFailed as exc:
+                log.warning("sends failed; the transaction is aborted and retried", partition=f"{tp.topic}:{tp.partition}",
+                            error=repr(exc))
+                if tp in self._open:  # not yet replaced by the refused outputs' probe
+                    self._open.discard(tp)
+                    await self._fresh_producer(tp, producer)  # aborts; resets the broken sequence numbers
+            except Unproducible:  # from the probe, which left no transaction open
                 self._open.discard(tp)
-                with contextlib.suppress(Exception):
-                    await producer.abort_transaction()
                 raise
             except Exception as exc:  # noqa: BLE001 - any other failure: abort, then retry the batch
                 if producer._txn_manager.is_fatal_error():  # noqa: SLF001 - no public accessor
@@ -252,6 +254,38 @@ class PartitionTransactions:
                 return None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def _reroute_refused(
+        self, tp: TopicPartition, producer: AIOKafkaProducer, outputs: list[Output], suspects: set[int]
+    ) -> tuple[list[Output], list[Output]]:
+        """The outputs for the next attempt: those refused even alone replaced by dead letters.
+
+        The broker refuses a whole batch for one record in it, so each suspect is sent alone, in
+        a probe transaction that is then aborted (nothing of it is visible). A refusal leaves the
+        idempotent producer's sequence numbers broken, so after each one the partition gets a
+        fresh producer for the same transactional id (InitProducerId resets them)."""
+        self._open.discard(tp)
+        producer = await self._fresh_producer(tp, producer)
+        refused: dict[int, BaseException] = {}
+        for i in sorted(suspects):
+            await producer.begin_transaction()
+            try:
+                await (await send_future(partial(_send_with, producer), outputs[i]))
+                await producer.abort_transaction()
+            except Exception as exc:  # noqa: BLE001 - a probe: classified below
+                if is_refusal(exc):
+                    refused[i] = exc
+                producer = await self._fresh_producer(tp, producer)
+        letters = reroute(outputs, refused, self._dlq_topic)
+        return [o for i, o in enumerate(outputs) if i not in refused] + letters, letters
+
+    async def _fresh_producer(self, tp: TopicPartition, old: AIOKafkaProducer) -> AIOKafkaProducer:
+        with contextlib.suppress(Exception):
+            await old.stop()
+        producer = self._new_producer(tp)
+        await producer.start()
+        self._producers[tp] = producer
+        return producer
 
     def _fenced(self, tp: TopicPartition, producer: AIOKafkaProducer, generation: int) -> None:
         """Fenced: another producer took the id, so the partition has moved (a rebalance is
