@@ -34,8 +34,13 @@ def root_cause(exc: BaseException) -> BaseException:
 
 
 def is_retriable(exc: BaseException) -> bool:
-    """True for errors that may pass (aiokafka's ``retriable`` errors: timeouts, leader moves, ...)."""
-    return bool(getattr(root_cause(exc), "retriable", False))
+    """True for errors that may pass: aiokafka's ``retriable`` ones (leader moves, ...), and timeouts
+    and lost connections (a broker restarting), which aiokafka does not mark so."""
+    from aiokafka import errors
+
+    cause = root_cause(exc)
+    return bool(getattr(cause, "retriable", False)) or isinstance(
+        cause, (errors.KafkaTimeoutError, errors.KafkaConnectionError, asyncio.TimeoutError, ConnectionError))
 
 
 def is_refusal(exc: BaseException) -> bool:

@@ -185,3 +185,17 @@ def test_replay_errors(topics: Topics, tmp_path: Path):
     done = topics.tango("replay")
     assert done.returncode == 2 and "say which dead letters to replay" in done.stderr
     assert topics.input_end() == before
+
+
+def test_skip_moves_the_group_past_a_batch(topics: Topics):
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    before = topics.tango("skip", "--partition", "0", "--offset", "3", "--group", group)
+    assert before.returncode == 0, before.stderr
+    assert f"{topics.input}:0 at offset 3" in before.stdout
+    consumer = KafkaConsumer(bootstrap_servers=topics.bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        assert consumer.committed(TopicPartition(topics.input, 0)) == 3
+    finally:
+        consumer.close()
+    missing = topics.tango("skip", "--topic", "no-such-topic", "--partition", "0", "--offset", "1", "--group", group)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr

@@ -41,7 +41,12 @@ from stream_app.tools.dlq.letters import (
     to_json,
 )
 from stream_app.tools.dlq.replay import Fix, parse_fix_file, plan_replay
-from stream_app.tools.dlq.topic_io import TopicMissing, read_dead_letters, send_replays
+from stream_app.tools.dlq.topic_io import (
+    TopicMissing,
+    move_group_offset,
+    read_dead_letters,
+    send_replays,
+)
 
 
 def _fail(message: str, status: int = 1) -> int:
@@ -163,8 +168,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+@_kafka_errors_as_exit
+def cmd_skip(args: argparse.Namespace) -> int:
+    """Move a consumer group past a batch that cannot be decoded, after a person decided to."""
+    settings = settings_from_args(args)
+    topic = args.topic or settings.input_topic
+    group = args.group or (settings.teacher_group if topic == settings.teacher_topic else settings.app_id)
+    try:
+        before = move_group_offset(settings, group, topic, args.partition, args.offset)
+    except TopicMissing as exc:
+        return _fail(str(exc))
+    skipped = f"{args.offset - before} records" if before is not None and args.offset > before else "nothing committed before"
+    print(f"group {group} now resumes {topic}:{args.partition} at offset {args.offset} (was {before}; {skipped} skipped, "
+          "not processed and not dead-lettered)")
+    return 0
+
+
 def add_cli(commands: "argparse._SubParsersAction") -> argparse.ArgumentParser:
-    """Register ``dlq {list,replay}``; sets ``func`` on each subcommand."""
+    """Register ``dlq {list,replay,skip}``; sets ``func`` on each subcommand."""
     dlq = commands.add_parser(
         "dlq", help="list dead-letter records with their reasons; replay chosen ones into the input topic",
         description="Dead-letter tooling: list the dead-letter topic, and replay chosen records into the input topic after a fix.",
@@ -204,4 +225,17 @@ def add_cli(commands: "argparse._SubParsersAction") -> argparse.ArgumentParser:
                         help="also replay records that came from other topics than the input topic (teacher requests, results)")
     add_setting_flags(replay)
     replay.set_defaults(func=cmd_replay, dlq_parser=replay)
+
+    skip = actions.add_parser(
+        "skip", help="move a consumer group past a record batch that cannot be decoded",
+        description="Commit OFFSET for the consumer group on TOPIC:PARTITION, so its workers resume there. For the "
+                    "batch a worker named when it stopped (cannot decode the record batch ...): those records are "
+                    "neither processed nor dead-lettered. The group's workers must be stopped first.",
+    )
+    skip.add_argument("--topic", default="", help="the topic (default: the input topic)")
+    skip.add_argument("--partition", type=int, required=True, help="the partition the worker named")
+    skip.add_argument("--offset", type=int, required=True, help="the offset to resume at: the batch's next offset")
+    skip.add_argument("--group", default="", help="the consumer group (default: app_id, or teacher_group for the teacher topic)")
+    add_setting_flags(skip)
+    skip.set_defaults(func=cmd_skip, dlq_parser=skip)
     return dlq

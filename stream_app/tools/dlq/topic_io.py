@@ -110,3 +110,26 @@ def send_replays(settings: Settings, replays: Sequence[Replay]) -> None:
             future.get(timeout=60)  # raises the send's error, if any
     finally:
         producer.close()
+
+
+def move_group_offset(settings: Settings, group: str, topic: str, partition: int, offset: int) -> int | None:
+    """Commit ``offset`` for ``group`` on ``topic``:``partition``; returns the offset committed before.
+
+    The broker accepts this only while the group has no members: stop its workers first.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from stream_app.kafka_io.clients import kafka_python_config
+
+    consumer = KafkaConsumer(group_id=group, enable_auto_commit=False, **kafka_python_config(settings))
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions or partition not in partitions:
+            raise TopicMissing(f"{topic}:{partition} does not exist at {settings.bootstrap_servers}")
+        tp = TopicPartition(topic, partition)
+        before = consumer.committed(tp)
+        consumer.commit({tp: OffsetAndMetadata(offset, "skipped by tango dlq skip", -1)})
+        return before
+    finally:
+        consumer.close()

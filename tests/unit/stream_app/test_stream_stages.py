@@ -394,3 +394,39 @@ def test_merge_of_student_and_teacher_outputs_gives_one_result_per_id(student, t
     # a redelivery of everything (as after a crash) is dropped
     merged = merge(as_incoming(results)).outputs + merge(as_incoming(results)).outputs
     assert sorted(o.key for o in merged) == sorted(f"id-{i}".encode() for i in range(len(texts)))
+
+
+# --- size and id bounds ---------------------------------------------------------------------
+
+
+def test_a_record_over_the_size_bound_is_dead_lettered_with_a_prefix(bundle):
+    from stream_app.records import H_ORIGINAL_BYTES, H_REASON, TOO_LARGE_PREFIX_BYTES
+
+    stage = build_student_stage(S.replace(max_record_bytes=50_000), bundle)
+    big = b'{"id": "big", "text": "hi", "pad": "' + b"x" * 60_000 + b'"}'
+    just_under = b'{"id": "ok", "text": "hi", "pad": "' + b"x" * (50_000 - 60) + b'"}'
+    out = stage(records([big, just_under], keys=[b"kb", b"ko"], headers=[("trace", b"1")]))
+    assert out.dead_letters == ["record_too_large"]
+    letter = next(o for o in out.outputs if o.topic == "dlq")
+    headers = dict(letter.headers)
+    assert letter.key == b"kb" and headers["trace"] == b"1" and headers[H_REASON] == b"record_too_large"
+    assert letter.value == big[:TOO_LARGE_PREFIX_BYTES] and int(headers[H_ORIGINAL_BYTES]) == len(big)
+    assert [o.key for o in out.outputs if o.topic != "dlq"] == [b"ok"]
+
+
+def test_an_id_over_the_bound_is_dead_lettered(bundle):
+    stage = build_student_stage(S.replace(max_id_chars=8), bundle)
+    out = stage(records([b'{"id": "123456789", "text": "hi"}', b'{"id": "12345678", "text": "hi"}']))
+    assert out.dead_letters == ["id_too_long"]
+
+
+def test_a_header_name_read_leniently_is_escaped_in_its_dead_letter(student):
+    odd = b"tr\xffce".decode("utf-8", "surrogateescape")
+    out = student(records([b"not json"], headers=[(odd, b"v")]))
+    assert ("tr\\xffce", b"v") in out.outputs[0].headers
+
+
+def test_outputs_name_the_input_they_were_made_for(student):
+    recs = records(tweet_values(["so happy", "so sad"]))
+    out = student(recs)
+    assert [o.origin for o in out.outputs] == recs
