@@ -7,6 +7,7 @@ time to fetch the broker jars into $TANGO_CACHE_DIR, default ~/.cache/tango-stre
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -42,14 +43,21 @@ def free_port_pair() -> tuple[int, int]:
             s.close()
 
 
+def _unavailable(why: str) -> None:
+    """Skip, or with TANGO_REQUIRE_KAFKA=1 (as in CI) fail: a Kafka test must not pass vacuously."""
+    if os.environ.get("TANGO_REQUIRE_KAFKA") == "1":
+        pytest.fail(f"{why}; TANGO_REQUIRE_KAFKA=1 forbids skipping the Kafka tests", pytrace=False)
+    pytest.skip(why)
+
+
 def make_local_kafka(data_dir: Path) -> LocalKafka:
     """A LocalKafka on fresh free ports; skips the test if Java/Maven are unavailable."""
     port, cport = free_port_pair()
     kafka = LocalKafka(port=port, controller_port=cport, data_dir=data_dir)
     if shutil.which("java") is None:
-        pytest.skip("java is not installed; the local Kafka broker needs Java 17+")
+        _unavailable("java is not installed; the local Kafka broker needs Java 17+")
     if not kafka.jars_ready() and shutil.which("mvn") is None:
-        pytest.skip("Kafka jars are not cached and mvn is not installed to fetch them")
+        _unavailable("Kafka jars are not cached and mvn is not installed to fetch them")
     return kafka
 
 
