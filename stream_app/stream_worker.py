@@ -19,9 +19,10 @@ events, but its offset commits are turned off: the transactions are the one comm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import faust
 import structlog
@@ -110,6 +111,50 @@ def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> fau
     return app.topic(*names, partitions=partitions, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
+class RebalanceGate:
+    """At least once: no batch of a revoked assignment is produced once the rebalance is over.
+
+    The invariant (what keeps two stream workers from emitting one id twice): on revocation the
+    gate closes, queued events are dropped (not acked: their partition's next owner reads them
+    again) and the revocation waits for the batch in flight to be produced; batches wait while
+    the gate is closed, and on assignment only events fetched in the new generation go on.
+    So a revoked partition's outputs are all in the log before its next owner reads back the
+    merge window, and none follow. (Exactly once keeps this through the transactions instead.)
+    """
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._busy = 0
+
+    async def revoked(self, agents: Sequence["AgentBatches"], timeout_s: float) -> None:
+        self._open.clear()
+        dropped = sum(agent.drop_queued() for agent in agents)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("a batch is still in flight at revocation", timeout_s=timeout_s)
+        if dropped:
+            log.info("queued events of the revoked assignment dropped; their next owner reads them", events=dropped)
+
+    def assigned(self) -> None:
+        self._open.set()
+
+    @contextlib.asynccontextmanager
+    async def batch(self):
+        await self._open.wait()
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+
 @dataclass
 class AgentBatches:
     """Feeds one agent's events through a deadline batcher into its stage, and commits.
@@ -129,11 +174,14 @@ class AgentBatches:
     on_fatal: Callable[[BaseException], Awaitable[None]] | None = None  # the worker cannot go on: stop it
     prepare: Callable[[Sequence[Incoming]], Awaitable[None]] | None = None  # before the stage, on the loop
     on_uncommitted: Callable[[TopicPartition], None] | None = None  # exactly once: a part did not commit
-    _loop_error: list[BaseException] = field(default_factory=list)
+    gate: RebalanceGate | None = None  # at least once: no batch of a revoked assignment after the rebalance
+    generation: Callable[[], int] | None = None  # the consumer's current generation
+    _queue: asyncio.Queue | None = None
 
     async def consume(self, stream: faust.StreamT) -> None:
         stream = stream.noack()
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.size)  # bounded: Faust pauses fetching when full
+        self._queue = queue
         processor = asyncio.ensure_future(self._process(stream, queue))
         try:
             async for event in stream.events():
@@ -149,10 +197,25 @@ class AgentBatches:
             events = await collect_batch(fetch, self.size, self.wait)
             if self.transactions is not None:
                 await self._transactional(events)
-            else:
+            elif self.gate is None:
                 await self._at_least_once(events)
+            else:
+                async with self.gate.batch():
+                    current = self.generation() if self.generation is not None else None
+                    # fetched before the last rebalance: not acked, the partition's owner reads them again
+                    events = [e for e in events if current is None or e.message.generation_id == current]
+                    if events:
+                        await self._at_least_once(events)
             for event in events:
                 await stream.ack(event)  # exactly once: bookkeeping only, Faust's commits are off
+
+    def drop_queued(self) -> int:
+        """Drop the events waiting in the batch queue (a revocation); returns how many."""
+        dropped = 0
+        while self._queue is not None and not self._queue.empty():
+            self._queue.get_nowait()
+            dropped += 1
+        return dropped
 
     async def _run(self, parts: list[list[Incoming]]) -> list[StageResult]:
         if self.prepare is not None:
@@ -257,10 +320,13 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
     executor = ThreadPoolExecutor(1, thread_name_prefix="student")
     merge = MergeStage(RecentIds(settings.dedup_window), settings.output_topic, settings.dlq_topic)
     window = MergeWindow(settings, merge)
+    gate = RebalanceGate() if transactions is None else None
+    generation = lambda: app.consumer_generation_id  # noqa: E731
     students = AgentBatches(student, settings.student_batch_size, settings.student_batch_wait, Counters(), send_all,
-                            executor=executor, transactions=transactions, on_fatal=fatal)
+                            executor=executor, transactions=transactions, on_fatal=fatal, gate=gate, generation=generation)
     merges = AgentBatches(merge, settings.merge_batch_size, settings.merge_batch_wait, Counters(), send_all,
-                          transactions=transactions, on_fatal=fatal, prepare=window.restore, on_uncommitted=window.forget)
+                          transactions=transactions, on_fatal=fatal, prepare=window.restore, on_uncommitted=window.forget,
+                          gate=gate, generation=generation)
     app.agent(input_topic, name="student")(students.consume)
     # Both result topics in one subscription: same partition count (checked at start-up), so
     # one id meets the same agent instance from either tier.
@@ -279,6 +345,13 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
         window.revoked({tp.partition for tp in revoked if tp.topic in result_topics})
         if transactions is not None:
             await transactions.pause(settings.shutdown_timeout_s)
+        if gate is not None:
+            await gate.revoked([students, merges], settings.shutdown_timeout_s)
+
+    if gate is not None:
+        @app.on_partitions_assigned.connect
+        async def open_gate(app_: faust.App, assigned: set, **_: object) -> None:
+            gate.assigned()
 
     if transactions is not None:
         _connect_transactions(app, settings, transactions, fatal)

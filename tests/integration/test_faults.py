@@ -198,3 +198,39 @@ def test_sigterm_restart_stream_worker(kafka_local, bundle, tmp_path, capsys):
         result = run.finish()
     report(capsys, "SIGTERM and restart of the stream worker", result, pipeline, sigterm_exit_s=round(took, 2))
     assert took < 10.0
+
+
+def wait_members(pipeline: Pipeline, group: str, n: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while pipeline.group_members(group) != n:
+        assert time.monotonic() < deadline, f"group {group} never reached {n} stable members"
+        pipeline.check_alive()
+        time.sleep(0.5)
+
+
+@BOTH_MODES
+@pytest.mark.parametrize("action", ["steady", "kill -9", "add", "sigterm"])
+def test_two_stream_workers(kafka_local, bundle, tmp_path, capsys, guarantee, action):
+    """Two stream workers share the 4-partition input (and the result partitions): steady, one
+    killed with -9, a third added mid-run, one stopped with SIGTERM. Every id exactly once."""
+    pipeline = fault_pipeline(kafka_local.bootstrap, bundle, tmp_path, guarantee)
+    group = pipeline.env["TANGO_APP_ID"]
+    with running(pipeline):
+        pipeline.start("teacher", "teacher")
+        pipeline.start("stream", "stream")
+        pipeline.start("stream-2", "stream")
+        wait_members(pipeline, group, 2)
+        run = FaultRun(pipeline, produce_seconds=15)
+        run.start_producing()
+        run.wait_output(run.count // 4)
+        fault_at, extra = time.monotonic(), {}
+        if action == "kill -9":
+            pipeline.stop("stream-2", signal.SIGKILL)
+        elif action == "add":
+            pipeline.start("stream-3", "stream")
+        elif action == "sigterm":
+            extra["sigterm_exit_s"] = round(pipeline.stop("stream-2", signal.SIGTERM), 2)
+        if action != "steady":
+            extra["recovery_s"] = run.recovery_after(fault_at)
+        result = run.finish()
+    report(capsys, f"two stream workers: {action}", result, pipeline, streams=("stream", "stream-2", "stream-3"), **extra)

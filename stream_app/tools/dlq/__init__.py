@@ -29,7 +29,12 @@ from stream_app.tools.dlq.replay import (
     parse_fix_file,
     plan_replay,
 )
-from stream_app.tools.dlq.topic_io import TopicMissing, move_group_offset, read_dead_letters, send_replays
+from stream_app.tools.dlq.topic_io import (
+    TopicMissing,
+    move_group_offset,
+    read_dead_letters,
+    send_replays,
+)
 
 __all__ = [
     "DATA_ERROR_REASONS", "REPLAYED_FROM", "DeadLetter", "DlqError", "Fix", "FixFileError", "Replay", "ReplayPlan",
