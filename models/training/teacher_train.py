@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from models.precision import choose_precision
 from models.teacher import TeacherClassifier
 
 
@@ -46,6 +47,7 @@ class TeacherConfig:
     max_length: int = 64
     seed: int = 13
     eval_token_budget: int = 8192
+    precision: str = "auto"  # of the training forward passes: auto (bf16 autocast on AMX / AVX-512 BF16), fp32, bf16
 
     def resolved(self) -> "TeacherConfig":
         from dataclasses import replace
@@ -137,6 +139,8 @@ def train_teacher(
         lambda step: (step + 1) / max(1, warmup) if step < warmup else max(0.0, (total_steps - step) / max(1, total_steps - warmup)),
     )
 
+    bf16 = choose_precision(config.precision, "cpu") == "bf16"  # autocast: master weights stay fp32
+    log(f"teacher training precision: {'bf16 autocast' if bf16 else 'fp32'}")
     history: list[dict] = []
     best = -1.0
     started = time.perf_counter()
@@ -147,7 +151,8 @@ def train_teacher(
         seen, running, epoch_start = 0, 0.0, time.perf_counter()
         for step, batch_ids in enumerate(bar, 1):
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in batch_ids]}, return_tensors="pt")
-            out = model(**batch, labels=gold[batch_ids])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(**batch, labels=gold[batch_ids])
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

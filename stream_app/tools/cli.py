@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+import time
 from collections.abc import Sequence
 
 import structlog
@@ -188,6 +189,29 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    import orjson
+
+    from stream_app.tools.live import PipelineWatch, watch
+
+    settings = _settings(args)
+    check_connection(settings)
+    gold = None
+    if args.gold:
+        with open(args.gold, "rb") as f:  # JSONL lines {"id": ..., "label": <int>}
+            gold = {row["id"]: int(row["label"]) for row in map(orjson.loads, f) if "id" in row}
+    watcher = PipelineWatch(settings, gold=gold, from_beginning=args.from_beginning)
+    until = time.monotonic() + args.duration if args.duration else float("inf")
+    try:
+        watch(watcher, done=lambda s: args.once or time.monotonic() >= until, interval=args.interval,
+              terminal=False if args.plain else None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.close()
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     for f in dataclasses.fields(Settings):
         print(f"{env_name(f.name)} (--{f.name.replace('_', '-')}) = {f.default!r}\n    {f.metadata['doc']}")
@@ -235,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     from stream_app.tools import dlq
 
     dlq.add_cli(commands)
+
+    top = commands.add_parser("top", help="a live view of a running pipeline: rates, routed fraction, teacher lag, latency")
+    top.add_argument("--from-beginning", action="store_true", help="count the output topic from its start, not from now")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    top.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    top.add_argument("--once", action="store_true", help="print one refresh and exit")
+    top.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    top.add_argument("--gold", default="", help='JSONL of {"id": ..., "label": <int>} for a running accuracy')
+    add_setting_flags(top)
+    top.set_defaults(func=cmd_top)
 
     show = commands.add_parser("settings", help="list every setting with its environment variable and default")
     show.set_defaults(func=cmd_settings)

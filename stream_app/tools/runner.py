@@ -111,8 +111,9 @@ class LocalRun:
                 process.kill()
                 process.wait()
 
-    def send(self, items: list[tuple[str, str]]) -> float:
-        """Send (id, text) pairs to the input topic as fast as the client can; returns when the first was sent.
+    def send(self, items: list[tuple[str, str]], rate: float = 0.0) -> float:
+        """Send (id, text) pairs to the input topic as fast as the client can, or at ``rate`` per
+        second; returns when the first was sent.
 
         aiokafka rather than kafka-python: the benchmark's producer must not be its bottleneck.
         """
@@ -129,8 +130,10 @@ class LocalRun:
             await producer.start()
             try:
                 started = time.time()
-                for key, value in values:
+                for i, (key, value) in enumerate(values):
                     await producer.send(self.settings.input_topic, value=value, key=key)
+                    if rate > 0 and (ahead := started + (i + 1) / rate - time.time()) > 0:
+                        await asyncio.sleep(ahead)
                 await producer.flush()
                 return started
             finally:

@@ -15,7 +15,7 @@ import stream_app
 from stream_app.settings import Settings
 from stream_app.tools import cli
 
-CORE_COMMANDS = ["bench", "bench-models", "demo", "dlq", "kafka", "produce", "settings", "stream", "tail", "teacher"]
+CORE_COMMANDS = ["bench", "bench-models", "demo", "dlq", "kafka", "produce", "settings", "stream", "tail", "teacher", "top"]
 MODEL_COMMANDS = {"train", "evaluate", "wos"}
 
 SETTINGS_FIELDS = {

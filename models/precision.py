@@ -1,0 +1,47 @@
+"""Which floating-point precision a model runs in, chosen by the hardware (no Kafka, no torch import).
+
+bf16 where the CPU computes it natively (AMX or AVX-512 BF16: 3-4x fp32 for transformers on
+such CPUs, measured in docs/models.md), fp32 elsewhere on CPU; on CUDA, bf16 where the GPU
+supports it, else fp16. A setting or flag overrides the choice (``requested``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BF16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``; empty where it cannot be read).
+
+    >>> sorted(cpu_flags("processor : 0\\nflags : fpu sse2 amx_bf16 avx512f\\n"))
+    ['amx_bf16', 'avx512f', 'fpu', 'sse2']
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def choose_precision(requested: str, device: str, flags: set[str] | None = None, cuda_bf16: bool = False) -> str:
+    """``requested`` unless it is ``auto``; then the fastest precision that keeps accuracy here.
+
+    >>> choose_precision("auto", "cpu", {"avx512_bf16"}), choose_precision("auto", "cpu", {"avx2"})
+    ('bf16', 'fp32')
+    >>> choose_precision("auto", "cuda", cuda_bf16=False), choose_precision("fp32", "cuda")
+    ('fp16', 'fp32')
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision {requested!r} is not one of {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        return requested
+    if device.startswith("cuda"):
+        return "bf16" if cuda_bf16 else "fp16"
+    return "bf16" if BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags) else "fp32"
