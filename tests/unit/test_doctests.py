@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["models.cascade", "stream_app.batching", "stream_app.records", "stream_app.kafka_io.transactions",
-           "models.teacher", "models.training.calibrate"]
+           "models.teacher", "models.training.calibrate", "models.precision"]
 
 
 @pytest.mark.parametrize("name", MODULES)
