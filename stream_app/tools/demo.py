@@ -32,7 +32,7 @@ from stream_app.settings import (
 from stream_app.tools.live import PipelineWatch, watch
 from stream_app.tools.runner import LocalRun
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # stream_app/tools/demo.py -> the repository
 SHARED_EMOTION = PROJECT_ROOT.parent / "shared" / "data" / "emotion"
 
 
@@ -101,20 +101,21 @@ def ending(summary: dict, bundle: Path) -> str:
     teacher_cost, student_cost = extra.get("teacher_cost_per_record"), served.get("cost_per_record")
     latency = summary["latency_ms"]
     view = Table(title="tango demo: the cascade on the emotion test split")
-    for column in ("", "this run (cascade, through Kafka)", "student only (bundle report)", "teacher only (bundle report)"):
+    for column in ("", "this run (cascade, via Kafka)", "student only (report)", "teacher only (report)"):
         view.add_column(column, justify="left" if not column else "right")
     pct = lambda x: "—" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     view.add_row("accuracy", pct(summary["accuracy"]), pct(served.get("test_accuracy")),
                  pct(extra.get("teacher_accuracy", {}).get("test")))
     view.add_row("routed to the teacher", pct(summary["teacher_fraction"]), "0%", "100%")
-    view.add_row("records/s", f"{summary['throughput']:,.0f} end to end",
+    paced = f" (sent at {summary['rate']:g}/s)" if summary.get("rate") else ""
+    view.add_row("records/s", f"{summary['throughput']:,.0f}{paced}",
                  f"{1 / student_cost:,.0f} model only" if student_cost else "—",
                  f"{1 / teacher_cost:,.0f} model only" if teacher_cost else "—")
     for tier in ("student", "teacher"):
         if tier in latency:
             v = latency[tier]
-            view.add_row(f"latency, {tier}-decided p50 / p95", f"{v['p50']:,.0f} / {v['p95']:,.0f} ms", "", "")
-    console = Console(record=True, width=110)
+            view.add_row(f"latency {tier}-decided p50/p95", f"{v['p50']:,.0f} / {v['p95']:,.0f} ms", "", "")
+    console = Console(record=True, width=120)
     with console.capture() as captured:
         console.print(view)
         plot = bundle / "tradeoff.png"
@@ -155,7 +156,7 @@ def run_demo(args: argparse.Namespace) -> int:
         finally:
             run.stop()
     summary = watcher.collected.summary(gold, sent["started"])
-    summary.update(dataset=dataset, split=args.split, labels=names, bundle=str(bundle), teachers=args.teachers)
+    summary.update(dataset=dataset, split=args.split, labels=names, bundle=str(bundle), teachers=args.teachers, rate=args.rate)
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() if args.json else ending(summary, bundle))
     return 0
 

@@ -53,8 +53,8 @@ def add_cli(subparsers) -> None:
     train.add_argument("--teacher-precision", default="auto", choices=("auto", "fp32", "bf16"),
                        help="teacher training precision (auto: bf16 autocast where the CPU has AMX or AVX-512 BF16)")
     train.add_argument("--preset", default="", choices=("", "quick"),
-                       help="quick: what the demo trains in a few minutes (1 teacher epoch on 4,000 tweets, an MLP "
-                            "student, 2 augmented texts each, at most 15%% routed); flags given explicitly still win")
+                       help="quick: what the demo trains in a few minutes (2 teacher epochs on 6,000 tweets, an MLP "
+                            "student, 1 augmented text each, at most 15%% routed); flags given explicitly still win")
     train.add_argument("--threads", type=int, default=2)
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(func=run_train, train_parser=train)
@@ -85,7 +85,7 @@ def _threads(args) -> None:
     torch.set_num_threads(max(1, args.threads))
 
 
-QUICK_PRESET = {"teacher_epochs": 1, "train_limit": 4000, "transfer_limit": 4000, "augment_per_text": 2,
+QUICK_PRESET = {"teacher_epochs": 2, "teacher_lr": 1.2e-4, "train_limit": 6000, "transfer_limit": 6000, "augment_per_text": 1,
                 "students": ("mlp",), "teacher_budget": 0.15}
 
 

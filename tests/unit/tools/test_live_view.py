@@ -38,3 +38,10 @@ def test_the_ending_names_the_tiers_and_the_plot(tmp_path):
                "latency_ms": {"student": {"p50": 110.0, "p95": 180.0, "p99": 1.0}}}
     text = ending(summary, bundle)
     assert "90.0%" in text and "15.0%" in text and "student-decided" in text and str(bundle / "tradeoff.png") in text
+
+
+def test_the_demo_finds_the_shared_emotion_data_beside_the_repository():
+    from stream_app.tools import demo
+
+    assert (demo.PROJECT_ROOT / "pyproject.toml").is_file()
+    assert demo.SHARED_EMOTION == demo.PROJECT_ROOT.parent / "shared" / "data" / "emotion"
