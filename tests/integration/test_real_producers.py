@@ -203,3 +203,28 @@ def test_refused_outputs_are_dead_lettered_or_stop_the_worker(kafka_local, bundl
         # at most the five good records are committed: never past the refused one at offset 5
         assert committed(kafka_local.bootstrap, pipeline2.env["TANGO_APP_ID"], pipeline2.topic("input")) <= 5
     producer.close()
+
+
+def test_an_undecodable_batch_stops_the_worker_with_one_clear_line(kafka_local, bundle, tmp_path):
+    """A stream worker without the zstd codec (cramjam hidden from it) meets zstd input: it must
+    stop, naming topic, partition and offsets, and not process anything past the batch."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "cramjam.py").write_text("raise ImportError('hidden by the test')\n")
+    pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path, extra_env={"TANGO_INPUT_PARTITIONS": "1",
+                                                                           "TANGO_COMPRESSION_TYPE": "gzip"})
+    create_topic(kafka_local.bootstrap, pipeline.topic("input"), 1)
+    producer = librdkafka(kafka_local.bootstrap, "zstd")
+    for i in range(10):
+        producer.produce(pipeline.topic("input"), value=orjson.dumps({"id": f"z{i}", "text": "hello there"}))
+    delivered(producer)
+    with running(pipeline):
+        pipeline.workdir.mkdir(parents=True, exist_ok=True)
+        stream = pipeline.start("stream", "stream", env={"PYTHONPATH": str(hide)})
+        code = stream.wait(120)
+        pipeline.processes.pop("stream")
+    log = pipeline.log("stream")
+    assert code != 0
+    assert f"cannot decode the record batch at {pipeline.topic('input')}:0 offsets 0-9" in log
+    assert f"tango dlq skip --topic {pipeline.topic('input')} --partition 0 --offset 10" in log
+    assert committed(kafka_local.bootstrap, pipeline.env["TANGO_APP_ID"], pipeline.topic("input")) == 0
