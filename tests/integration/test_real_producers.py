@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -72,7 +74,11 @@ def test_librdkafka_every_codec_headers_and_keys(kafka_local, bundle, tmp_path, 
                                  key=key, headers=headers)
             delivered(producer)
         output = pipeline.read("output", until=len(expected), timeout=180)
+        top = subprocess.run([sys.executable, "-m", "stream_app.tools.cli", "top", "--once", "--plain", "--from-beginning"],
+                             env=pipeline.env, capture_output=True, text=True, timeout=60)
     ids = ids_of(output)
+    assert top.returncode == 0, top.stderr
+    assert f"results {len(expected)} routed" in top.stdout and "teacher lag" in top.stdout  # tango top, off a terminal
     with capsys.disabled():
         print(f"\n[codecs] {json.dumps({'codecs': CODECS, 'sent': len(expected), 'outputs': len(output)})}")
     assert set(ids) == expected

@@ -8,7 +8,13 @@ import asyncio
 import pytest
 from aiokafka import errors
 
-from stream_app.kafka_io.delivery import Unproducible, is_refusal, is_retriable, produce_checked, reroute
+from stream_app.kafka_io.delivery import (
+    Unproducible,
+    is_refusal,
+    is_retriable,
+    produce_checked,
+    reroute,
+)
 from stream_app.records import H_REASON, Incoming, Output, Source
 
 
