@@ -22,9 +22,8 @@ from pathlib import Path
 from models.testing import make_tiny_bundle
 from stream_app.settings import Settings
 from stream_app.tools.bench import _proc_cpu_s
-from stream_app.tools.demo import load_split
 from stream_app.tools.local_broker import LocalKafka
-from stream_app.tools.runner import LocalRun
+from stream_app.tools.runner import LocalRun, load_split
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 

@@ -178,7 +178,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from stream_app.tools.demo import default_dataset, load_split, local_broker
+    from stream_app.tools.runner import default_dataset, load_split, local_broker
 
     settings = settings_from_args(args)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -210,7 +210,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def run_models_bench(args: argparse.Namespace) -> int:
     from models.training.microbench import run_microbench
-    from stream_app.tools.demo import default_dataset, load_split
+    from stream_app.tools.runner import default_dataset, load_split
 
     settings = settings_from_args(args)
     texts, labels, _ = load_split(args.data or default_dataset(), args.split, args.limit)

@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -30,56 +26,21 @@ from stream_app.settings import (
     settings_from_args,
 )
 from stream_app.tools.live import PipelineWatch, watch
-from stream_app.tools.runner import LocalRun
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # stream_app/tools/demo.py -> the repository
-SHARED_EMOTION = PROJECT_ROOT.parent / "shared" / "data" / "emotion"
-
-
-def default_dataset() -> str:
-    return str(SHARED_EMOTION) if SHARED_EMOTION.is_dir() else "dair-ai/emotion"
-
-
-def load_split(dataset: str, split: str, limit: int) -> tuple[list[str], list[int], list[str]]:
-    from models.training.data import (
-        load_dataset,  # the models side owns dataset loading
-    )
-
-    data = load_dataset(dataset)
-    chosen = data.split(split)
-    texts, labels = list(chosen.texts), list(chosen.labels)
-    if limit:
-        texts, labels = texts[:limit], labels[:limit]
-    return texts, labels, list(data.labels)
-
-
-@contextmanager
-def local_broker(settings: Settings, external: bool, keep: bool) -> Iterator[None]:
-    """Start the local broker on the port of ``bootstrap_servers`` unless one runs or ``external``."""
-    if external:
-        yield
-        return
-    from stream_app.tools.local_broker import LocalKafka
-
-    port = int(settings.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
-    kafka = LocalKafka(port=port)
-    ours = not kafka.status()["running"]
-    print(f"[tango] local Kafka at {kafka.up(wait_s=120)}", flush=True)
-    try:
-        yield
-    finally:
-        if ours and not keep:
-            kafka.down()
+from stream_app.tools.runner import LocalRun, default_dataset, load_split, local_broker
 
 
 def ensure_bundle(bundle: Path, dataset: str, quick: bool) -> None:
+    """Train the bundle (in this process, as ``tango train`` would) unless it is there."""
     if (bundle / "manifest.json").is_file():
         return
+    from stream_app.tools.cli import build_parser
+
     how = ["--preset", "quick"] if quick else []
     print(f"[demo] no bundle at {bundle}: training one from {dataset}{' (quick preset, a few minutes)' if quick else ''}",
           flush=True)
-    subprocess.run([sys.executable, "-m", "stream_app.tools.cli", "train", "--data", dataset, "--out", str(bundle),
-                    "--no-progress", *how], check=True)
+    args = build_parser().parse_args(["train", "--data", dataset, "--out", str(bundle), "--no-progress", *how])
+    if args.func(args) != 0:
+        raise SystemExit("tango demo: training the bundle failed (see above)")
 
 
 def demo_bundle(args: argparse.Namespace, settings: Settings) -> tuple[Path, bool]:

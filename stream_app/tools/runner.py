@@ -13,6 +13,8 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,3 +204,45 @@ class LocalRun:
                 raise TimeoutError(f"{n} teacher workers did not join within {timeout}s")
             self.check_alive()
             time.sleep(0.5)
+
+
+# --- what the demo and the benchmarks share: the local broker and the dataset -------------
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # stream_app/tools/runner.py -> the repository
+SHARED_EMOTION = PROJECT_ROOT.parent / "shared" / "data" / "emotion"
+
+
+def default_dataset() -> str:
+    return str(SHARED_EMOTION) if SHARED_EMOTION.is_dir() else "dair-ai/emotion"
+
+
+def load_split(dataset: str, split: str, limit: int) -> tuple[list[str], list[int], list[str]]:
+    from models.training.data import (
+        load_dataset,  # the models side owns dataset loading
+    )
+
+    data = load_dataset(dataset)
+    chosen = data.split(split)
+    texts, labels = list(chosen.texts), list(chosen.labels)
+    if limit:
+        texts, labels = texts[:limit], labels[:limit]
+    return texts, labels, list(data.labels)
+
+
+@contextmanager
+def local_broker(settings: Settings, external: bool, keep: bool) -> Iterator[None]:
+    """Start the local broker on the port of ``bootstrap_servers`` unless one runs or ``external``."""
+    if external:
+        yield
+        return
+    from stream_app.tools.local_broker import LocalKafka
+
+    port = int(settings.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+    kafka = LocalKafka(port=port)
+    ours = not kafka.status()["running"]
+    print(f"[tango] local Kafka at {kafka.up(wait_s=120)}", flush=True)
+    try:
+        yield
+    finally:
+        if ours and not keep:
+            kafka.down()

@@ -26,7 +26,8 @@ def command_lines() -> list[tuple[str, str]]:
             if line.strip().startswith("```"):
                 in_block = not in_block
                 continue
-            candidates = [line.strip()] if in_block else re.findall(r"`((?:\.venv/bin/)?tango [^`]+)`", line)
+            # in a block, a command line starts the line (indented text is output, like the live view)
+            candidates = ([line] if not line[:1].isspace() else []) if in_block else re.findall(r"`((?:\.venv/bin/)?tango [^`]+)`", line)
             for candidate in candidates:
                 if (m := PREFIX.match(candidate.split(" #")[0].strip())) is None:
                     continue

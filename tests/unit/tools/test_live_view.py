@@ -41,7 +41,7 @@ def test_the_ending_names_the_tiers_and_the_plot(tmp_path):
 
 
 def test_the_demo_finds_the_shared_emotion_data_beside_the_repository():
-    from stream_app.tools import demo
+    from stream_app.tools import runner as demo
 
     assert (demo.PROJECT_ROOT / "pyproject.toml").is_file()
     assert demo.SHARED_EMOTION == demo.PROJECT_ROOT.parent / "shared" / "data" / "emotion"
