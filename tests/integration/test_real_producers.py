@@ -20,6 +20,7 @@ from kafka.admin import NewTopic
 from models.testing import make_tiny_bundle
 from stream_app.records import H_ORIGINAL_BYTES, H_REASON, TOO_LARGE_PREFIX_BYTES
 from tests.integration.pipeline_harness import Pipeline, running, tweet_texts
+from tests.odd_records import RawName
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 BOTH_MODES = pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
@@ -83,18 +84,6 @@ def test_librdkafka_every_codec_headers_and_keys(kafka_local, bundle, tmp_path, 
         print(f"\n[codecs] {json.dumps({'codecs': CODECS, 'sent': len(expected), 'outputs': len(output)})}")
     assert set(ids) == expected
     assert max(ids.values()) == 1
-
-
-class RawName(str):
-    """A header name whose wire bytes are not UTF-8 (kafka-python's builder calls ``encode``)."""
-
-    def __new__(cls, raw: bytes):
-        name = super().__new__(cls, raw.decode("latin-1"))
-        name.raw = raw
-        return name
-
-    def encode(self, *args, **kwargs) -> bytes:  # type: ignore[override]
-        return self.raw
 
 
 @BOTH_MODES

@@ -9,16 +9,7 @@ from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 from stream_app.kafka_io import internals
 from stream_app.kafka_io.internals import UndecodableBatch, _Records
-
-
-class RawName(str):
-    def __new__(cls, raw: bytes):
-        name = super().__new__(cls, raw.decode("latin-1"))
-        name.raw = raw
-        return name
-
-    def encode(self, *args, **kwargs) -> bytes:  # type: ignore[override]
-        return self.raw
+from tests.odd_records import RawName
 
 
 def batch(records, codec: int = 0) -> bytes:
