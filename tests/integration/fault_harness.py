@@ -92,6 +92,33 @@ class FaultRun:
         reached = self.wait_output(before + 1, timeout)
         return round(reached - fault_at, 2)
 
+    def committed_input(self) -> dict[int, int]:
+        """The stream group's committed offset per input partition (-1 where none yet)."""
+        topic = self.pipeline.topic("input")
+        group = KafkaConsumer(bootstrap_servers=self.pipeline.bootstrap, group_id=self.pipeline.env["TANGO_APP_ID"],
+                              enable_auto_commit=False)
+        try:
+            partitions = sorted(group.partitions_for_topic(topic) or ())
+            return {p: (group.committed(TopicPartition(topic, p)) or -1) for p in partitions}
+        finally:
+            group.close()
+
+    def every_partition_resumed_after(self, fault_at: float, timeout: float = 120.0) -> float:
+        """Seconds from ``fault_at`` until every input partition's committed offset moved past
+        where it stood at the fault (or reached the partition's end): the slowest partition's
+        recovery, e.g. those of a killed worker, which wait for the session timeout."""
+        topic = self.pipeline.topic("input")
+        at_fault = self.committed_input()
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.committed_input()
+            ends = self._offsets.end_offsets([TopicPartition(topic, p) for p in now])
+            if all(now[p] > at_fault.get(p, -1) or now[p] >= ends[TopicPartition(topic, p)] for p in now):
+                return round(time.monotonic() - fault_at, 2)
+            assert time.monotonic() < deadline, f"input partitions stuck: {now} (at the fault {at_fault})"
+            self.pipeline.check_alive()
+            time.sleep(0.2)
+
     def finish(self, timeout: float = 300.0) -> dict:
         """Wait for every id, then check: each exactly once; returns counts for the report."""
         if self._producer_thread is not None:
