@@ -1,4 +1,6 @@
-"""A smoke run of ``tango bench`` (tiny bundle, few records): the report has its documented shape."""
+"""A smoke run of ``tango bench`` (tiny bundle, few records): the report has its documented shape,
+says which configurations really routed, and its accuracies match the models' own predictions
+on the gold labels."""
 
 from __future__ import annotations
 
@@ -7,7 +9,10 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 
+from models.bundle import load_bundle
+from models.teacher import TeacherClassifier
 from models.testing import make_tiny_bundle
 from tests.integration.pipeline_harness import tweet_texts
 
@@ -40,5 +45,15 @@ def test_bench_smoke(kafka_local, tmp_path):
     assert report["configs"]["student"]["teacher_fraction"] == 0.0
     assert report["configs"]["teacher"]["teacher_fraction"] > 0.95
     assert 0 < report["configs"]["cascade-1"]["teacher_fraction"] < 1
-    assert set(report["ratios"]) == {"cascade_vs_teacher", "student_vs_passthrough"}
+    assert set(report["ratios"]) == {"cascade_vs_teacher", "student_vs_passthrough", "cascade_1_routed_fraction"}
+    assert report["configs"]["cascade-1"]["is_cascade"] and not report["configs"]["student"]["is_cascade"]
+    # accuracy against the gold labels: what the bundle's models predict offline for the same records
+    loaded = load_bundle(bundle)
+    gold = [i % 3 for i in range(len(texts))]
+    sent = [i % len(texts) for i in range(300)]  # the bench cycles through the split
+    student = loaded.load_student().logits(texts).argmax(axis=1)
+    teacher = TeacherClassifier.load(loaded.teacher_path, max_length=loaded.manifest.max_length, int8=True).logits(texts).argmax(axis=1)
+    expected = {"student": sum(student[i] == gold[i] for i in sent) / 300, "teacher": sum(teacher[i] == gold[i] for i in sent) / 300}
+    for name, accuracy in expected.items():
+        assert report["configs"][name]["accuracy"] == pytest.approx(accuracy, abs=0.005), name
     assert out.with_suffix(".md").is_file() and out.with_suffix(".png").stat().st_size > 0
