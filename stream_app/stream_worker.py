@@ -30,14 +30,11 @@ from aiokafka import TopicPartition
 from mode import Service
 
 from stream_app.batching import collect_batch, queue_fetch
+from stream_app.kafka_io.batch_commit import transact_batch
 from stream_app.kafka_io.clients import compression, faust_credentials
 from stream_app.kafka_io.delivery import Unproducible, produce_checked
 from stream_app.kafka_io.merge_window import recent_output_keys
-from stream_app.kafka_io.transactions import (
-    PartitionTransactions,
-    TransactionFenced,
-    transact_batch,
-)
+from stream_app.kafka_io.transactions import PartitionTransactions, TransactionFenced
 from stream_app.merge import MergeStage, RecentIds
 from stream_app.passthrough import PassthroughStage
 from stream_app.records import Incoming, Output, Source, StageResult

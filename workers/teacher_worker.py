@@ -38,13 +38,10 @@ from aiokafka.errors import (
 )
 
 from stream_app.batching import collect_batch, safe_batch_size
+from stream_app.kafka_io.batch_commit import Stamped, transact_batch
 from stream_app.kafka_io.clients import aiokafka_config, compression
 from stream_app.kafka_io.delivery import produce_checked
-from stream_app.kafka_io.transactions import (
-    PartitionTransactions,
-    Stamped,
-    transact_batch,
-)
+from stream_app.kafka_io.transactions import PartitionTransactions
 from stream_app.records import Incoming, Source, StageResult
 from stream_app.settings import Settings
 from stream_app.shutdown import start_shutdown_watchdog

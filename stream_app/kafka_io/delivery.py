@@ -67,12 +67,19 @@ def reroute(outputs: Sequence[Output], refused: dict[int, BaseException], dlq_to
             raise Unproducible(f"the broker refused a record for {output.topic} that cannot be dead-lettered: "
                                f"{root_cause(exc)!r}")
         source = output.origin.source
-        letters.setdefault(id(output.origin), dead_letter(
-            dlq_topic, output.origin, Reason.OUTPUT_REJECTED,
-            f"{output.topic} refused the record made for it: {root_cause(exc)!r}", "produce"))
+        if id(output.origin) not in letters:  # one dead letter per input, however many of its outputs were refused
+            letters[id(output.origin)] = dead_letter(dlq_topic, output.origin, Reason.OUTPUT_REJECTED,
+                                                     f"{output.topic} refused the record made for it: {root_cause(exc)!r}",
+                                                     "produce")
         log.warning("output refused; its input is dead-lettered", topic=output.topic,
                     input=f"{source.topic}:{source.partition}:{source.offset}", error=repr(root_cause(exc)))
     return list(letters.values())
+
+
+def _failed(exc: BaseException) -> asyncio.Future:
+    failed = asyncio.get_running_loop().create_future()
+    failed.set_exception(exc)
+    return failed
 
 
 async def send_future(send: Send, output: Output) -> asyncio.Future:
@@ -80,9 +87,19 @@ async def send_future(send: Send, output: Output) -> asyncio.Future:
     try:
         return await send(output)
     except Exception as exc:  # noqa: BLE001 - refused before it was queued (too large for the client): same as a failed send
-        failed = asyncio.get_running_loop().create_future()
-        failed.set_exception(exc)
-        return failed
+        return _failed(exc)
+
+
+async def send_all(send: Send, outputs: Sequence[Output]) -> list[asyncio.Future]:
+    """``send_future`` for each of ``outputs``, in one loop (the student path's hot loop: no
+    coroutine per record beyond ``send`` itself)."""
+    futures = []
+    for output in outputs:
+        try:
+            futures.append(await send(output))
+        except Exception as exc:  # noqa: BLE001 - as in send_future
+            futures.append(_failed(exc))
+    return futures
 
 
 def _stop_on_other_errors(errors) -> None:
@@ -117,7 +134,7 @@ async def produce_checked(send: Send, outputs: Sequence[Output], dlq_topic: str)
     rerouted: list[str] = []
     delay = 0.2
     while pending:
-        futures = [await send_future(send, o) for o in pending]
+        futures = await send_all(send, pending)
         results = await asyncio.gather(*futures, return_exceptions=True)
         failed = {i: r for i, r in enumerate(results) if isinstance(r, BaseException)}
         if not failed:

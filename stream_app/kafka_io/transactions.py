@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -56,11 +56,13 @@ from stream_app.kafka_io.clients import aiokafka_config, compression
 from stream_app.kafka_io.delivery import (
     Unproducible,
     is_refusal,
+    is_retriable,
     reroute,
     root_cause,
+    send_all,
     send_future,
 )
-from stream_app.records import Incoming, Output, Reason, StageResult
+from stream_app.records import Output, Reason
 from stream_app.settings import Settings
 
 log = structlog.get_logger("tango.transactions")
@@ -72,6 +74,10 @@ class TransactionFenced(RuntimeError):
 
 class _SendsFailed(RuntimeError):
     """Some sends of the attempt failed: abort it and try again (with refused outputs rerouted)."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(repr(root_cause(cause)))
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -206,7 +212,7 @@ class PartitionTransactions:
                 if tp not in self._open:
                     await producer.begin_transaction()
                     self._open.add(tp)
-                futures = [await send_future(partial(_send_with, producer), o) for o in outputs]
+                futures = await send_all(partial(_send_with, producer), outputs)
                 results = await asyncio.gather(*futures, return_exceptions=True)
                 failed = {i: r for i, r in enumerate(results) if isinstance(r, BaseException)}
                 if failed:  # never commit the offset past an output that is not in the log
@@ -214,7 +220,7 @@ class PartitionTransactions:
                     if suspects:
                         outputs, letters = await self._reroute_refused(tp, producer, outputs, suspects)
                         rerouted.extend(Reason.OUTPUT_REJECTED.value for _ in letters)
-                    raise _SendsFailed(root_cause(next(iter(failed.values()))))
+                    raise _SendsFailed(next(iter(failed.values())))
                 await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)
                 self._open.discard(tp)  # committed or failed, the transaction is over
                 await producer.commit_transaction()
@@ -227,7 +233,10 @@ class PartitionTransactions:
                             error=repr(exc))
                 if tp in self._open:  # not yet replaced by the refused outputs' probe
                     self._open.discard(tp)
-                    await self._fresh_producer(tp, producer)  # aborts; resets the broken sequence numbers
+                    if is_retriable(exc.cause):  # a broker restarting: abort and try again, as for any transient error
+                        fenced = await self._abort(producer)
+                    else:  # the idempotent sequence may be broken: a fresh producer aborts and resets it
+                        await self._fresh_producer(tp, producer)
             except Unproducible:  # from the probe, which left no transaction open
                 self._open.discard(tp)
                 raise
@@ -238,13 +247,7 @@ class PartitionTransactions:
                     log.warning("transaction failed; aborting and retrying", partition=f"{tp.topic}:{tp.partition}",
                                 error=repr(exc))
                     self._open.discard(tp)
-                    try:
-                        await producer.abort_transaction()
-                    except ProducerFenced:
-                        fenced = True
-                    except Exception as abort_exc:  # noqa: BLE001
-                        fenced = producer._txn_manager.is_fatal_error()  # noqa: SLF001
-                        log.warning("abort failed", error=repr(abort_exc))
+                    fenced = await self._abort(producer)
             finally:
                 self._busy -= 1
                 if not self._busy:
@@ -254,6 +257,17 @@ class PartitionTransactions:
                 return None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def _abort(self, producer: AIOKafkaProducer) -> bool:
+        """Abort the open transaction; True if that showed the producer fenced."""
+        try:
+            await producer.abort_transaction()
+        except ProducerFenced:
+            return True
+        except Exception as abort_exc:  # noqa: BLE001
+            log.warning("abort failed", error=repr(abort_exc))
+            return producer._txn_manager.is_fatal_error()  # noqa: SLF001
+        return False
 
     async def _reroute_refused(
         self, tp: TopicPartition, producer: AIOKafkaProducer, outputs: list[Output], suspects: set[int]
@@ -299,89 +313,3 @@ class PartitionTransactions:
         log.info("producer fenced; the partition's owner reprocesses the batch", partition=f"{tp.topic}:{tp.partition}")
         if generation == self.generation and self._fenced_at is None:
             self._fenced_at = (generation, time.monotonic())
-
-
-# --- the batch step every exactly-once stage shares ------------------------------------
-
-Stamped = tuple[int, Incoming]  # (generation the record was fetched in, the record)
-
-
-def split_by_partition(
-    stamped: Sequence[Stamped], generation: int, is_stale: Callable[[TopicPartition, int], bool]
-) -> tuple[dict[TopicPartition, list[Incoming]], int]:
-    """A batch's records per consumed partition, without those not this batch's to commit.
-
-    Dropped (and counted): records fetched in another generation (after a rebalance the
-    consumer reads them again from the committed offset), records this member already
-    committed (``is_stale``), and copies re-read within the batch (offset not increasing).
-
-    >>> from stream_app.records import Source
-    >>> r = lambda p, o: (1, Incoming(Source("t", p, o), None, b""))
-    >>> parts, dropped = split_by_partition([r(0, 5), r(1, 2), r(0, 5), (0, r(0, 6)[1])], 1, lambda tp, o: False)
-    >>> {tp.partition: [x.source.offset for x in xs] for tp, xs in parts.items()}, dropped
-    ({0: [5], 1: [2]}, 2)
-    """
-    parts: dict[TopicPartition, list[Incoming]] = {}
-    dropped = 0
-    for fetched_in, record in stamped:
-        tp = TopicPartition(record.source.topic, record.source.partition)
-        part = parts.setdefault(tp, [])
-        if fetched_in != generation or is_stale(tp, record.source.offset) or (part and record.source.offset <= part[-1].source.offset):
-            dropped += 1
-            continue
-        part.append(record)
-    return {tp: part for tp, part in parts.items() if part}, dropped
-
-
-@dataclass(frozen=True)
-class PartOutcome:
-    """One consumed partition's share of a batch, the stage's result for it, and whether it committed."""
-
-    tp: TopicPartition
-    records: list[Incoming]
-    result: StageResult
-    committed: bool
-    rerouted: tuple[str, ...] = ()  # dead letters sent in place of refused outputs
-
-
-async def transact_batch(
-    transactions: PartitionTransactions,
-    stamped: Sequence[Stamped],
-    run_parts: Callable[[list[list[Incoming]]], Awaitable[list[StageResult]]],
-    wait_for_generation: bool,
-) -> list[PartOutcome]:
-    """Run a batch's partitions through a stage and commit each in its own transaction.
-
-    The one exactly-once batch step of the stream worker's agents and the teacher workers.
-    A record is committed only in the generation it was fetched in, by the producers
-    started for that generation. ``wait_for_generation``: the stream worker's Faust events
-    can arrive before its rebalance handler has started the new producers, so it waits for
-    them; a teacher worker stamps records only after its producers started, and must not
-    wait (its consumer may rejoin only on its next poll), so a batch met mid-rebalance is
-    left to be redelivered. Raises ``TransactionFenced`` (see ``check_fenced``).
-    """
-    transactions.check_fenced()
-    if wait_for_generation:
-        newest = max(generation for generation, _ in stamped)
-        await transactions.ready.wait()
-        while transactions.generation < newest:  # the new assignment's producers are starting
-            await asyncio.sleep(0.05)
-            await transactions.ready.wait()
-    elif not transactions.ready.is_set():
-        return []  # a rebalance is under way: the consumer re-reads these from the committed offsets
-    generation = transactions.generation
-    parts, dropped = split_by_partition(stamped, generation, transactions.is_stale)
-    if dropped:
-        log.info("skipped records of an earlier assignment or already committed", records=dropped)
-    if not parts:
-        return []
-    results = await run_parts(list(parts.values()))
-    committed = await asyncio.gather(*(
-        transactions.commit(tp, result.outputs, part[-1].source.offset + 1, generation)
-        for (tp, part), result in zip(parts.items(), results)
-    ))
-    moved = [tp.partition for tp, done in zip(parts, committed) if done is None]
-    if moved:
-        log.info("partitions moved during the batch; their new owner redelivers it", partitions=moved)
-    return [PartOutcome(tp, part, result, done is not None, done.rerouted if done else ())
-            for (tp, part), result, done in zip(parts.items(), results, committed)]

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["models.cascade", "stream_app.batching", "stream_app.records", "stream_app.kafka_io.transactions",
+MODULES = ["models.cascade", "stream_app.batching", "stream_app.records", "stream_app.kafka_io.batch_commit",
            "models.teacher", "models.training.calibrate", "models.precision"]
 
 
