@@ -6,11 +6,12 @@ redeliveries that are still in its bounded window (``RecentIds``).
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stream_app.records import Incoming, Output, Reason, StageResult
+from stream_app.records import H_PRODUCED_AT, H_TIER, Incoming, Output, Reason, StageResult
 
 
 class RecentIds:
@@ -64,8 +65,9 @@ class RecentIds:
 class MergeStage:
     """Forward each result id once to the output topic; drop redeliveries within the window.
 
-    The result bytes pass through unchanged, keyed by id; the id is read from the key,
-    so the merge never parses a result.
+    The result bytes and headers pass through unchanged, keyed by id; the id is read from
+    the key and the tier and input timestamp from the headers, so the merge never parses a
+    result. Each forwarded result's latency (input timestamp → now) goes to the metrics.
     """
 
     recent: RecentIds
@@ -74,12 +76,30 @@ class MergeStage:
 
     def __call__(self, records: Sequence[Incoming]) -> StageResult:
         out = StageResult()
+        now = time.time()
         for record in records:
             if record.key is None or record.value is None:
                 out.reject(self.dlq_topic, record, Reason.BAD_RESULT, "result without key or value", "merge")
                 continue
             if self.recent.first_time(record.source.partition, record.key):
-                out.outputs.append(Output(self.output_topic, record.key, record.value, origin=record))
+                out.outputs.append(Output(self.output_topic, record.key, record.value, record.headers, origin=record))
+                tier, produced_at = _tier_and_time(record.headers)
+                if tier:
+                    out.latencies.append((tier, now - produced_at))
             else:
                 out.duplicates += 1
         return out
+
+
+def _tier_and_time(headers: Sequence[tuple[str, bytes]]) -> tuple[str, float]:
+    """The ``tango.tier`` and ``tango.produced_at`` headers of a result ("" if absent or unreadable)."""
+    tier, produced_at = "", 0.0
+    for name, value in headers:
+        if name == H_TIER:
+            tier = value.decode("utf-8", "replace")
+        elif name == H_PRODUCED_AT:
+            try:
+                produced_at = float(value)
+            except ValueError:
+                return "", 0.0
+    return (tier, produced_at) if produced_at > 0 else ("", 0.0)

@@ -4,10 +4,13 @@ Input (``tweets``): a JSON object with a string ``text`` and an optional string 
 any other field is carried through untouched under ``extra``. A record without ``id``
 gets ``"<topic>:<partition>:<offset>"``, stable across redeliveries.
 
-Teacher request (``teacher.requests``): ``{"id", "text", "extra", "produced_at",
-"ingested_at", "student": {"label_id", "confidence", "probs", "version"}}``.
+Teacher request (``teacher.requests``, and ``teacher.shadow`` for the shadow audit):
+``{"id", "text", "extra", "produced_at", "ingested_at", "threshold", "student": {"label_id",
+"confidence", "probs", "version"}}``; a shadow request also has ``"shadow": true``.
 
-Result (``results.*`` and the output topic): see ``result_record``.
+Result (``results.*`` and the output topic): see ``result_record``. Results carry two
+headers, ``tango.tier`` and ``tango.produced_at``, so the merge counts and times them
+without parsing the value. Shadow answers (``results.shadow``): see ``shadow_answer``.
 
 Every topic is keyed by the tweet id (UTF-8), so one id always lands on the same
 partition number of each topic.
@@ -126,6 +129,9 @@ class StageResult:
     to_teacher: int = 0
     dead_letters: list[str] = field(default_factory=list)  # reasons
     duplicates: int = 0
+    model_seconds: float = 0.0  # the model call's time, for the metrics
+    latencies: list[tuple[str, float]] = field(default_factory=list)  # merge: (tier, input timestamp → output, s)
+    audits: list[bool] = field(default_factory=list)  # teacher: did it agree with the student, per shadow request
 
     def reject(self, dlq_topic: str, record: Incoming, reason: Reason, detail: str, stage: str, keep_bytes: int = 0) -> None:
         """Dead-letter ``record`` (see ``dead_letter``)."""
@@ -207,6 +213,8 @@ H_MESSAGE = "__connect.errors.exception.message"
 H_REASON = "tango.dlq.reason"
 H_ORIGINAL_BYTES = "tango.dlq.original_bytes"  # only on a dead letter whose value was cut to a prefix
 TOO_LARGE_PREFIX_BYTES = 16_384  # what a record_too_large dead letter keeps of the value
+H_TIER = "tango.tier"  # on results: which tier decided
+H_PRODUCED_AT = "tango.produced_at"  # on results: the input record's timestamp, epoch seconds
 DLQ_HEADERS = (H_TOPIC, H_PARTITION, H_OFFSET, H_STAGE, H_CLASS, H_MESSAGE, H_REASON, H_ORIGINAL_BYTES)
 
 
@@ -224,17 +232,35 @@ def dead_letter_headers(rejected: Rejected, stage: str) -> list[tuple[str, bytes
     ]
 
 
-def teacher_request(tweet: Tweet, ingested_at: float, label_id: int, confidence: float, probs: Sequence[float], student_version: str) -> bytes:
-    return orjson.dumps(
-        {
-            "id": tweet.id,
-            "text": tweet.text,
-            "extra": tweet.extra,
-            "produced_at": tweet.produced_at,
-            "ingested_at": ingested_at,
-            "student": {"label_id": label_id, "confidence": confidence, "probs": list(probs), "version": student_version},
-        }
-    )
+def teacher_request(tweet: Tweet, ingested_at: float, label_id: int, confidence: float, probs: Sequence[float],
+                    student_version: str, threshold: float, shadow: bool = False) -> bytes:
+    request = {
+        "id": tweet.id,
+        "text": tweet.text,
+        "extra": tweet.extra,
+        "produced_at": tweet.produced_at,
+        "ingested_at": ingested_at,
+        "threshold": threshold,
+        "student": {"label_id": label_id, "confidence": confidence, "probs": list(probs), "version": student_version},
+    }
+    if shadow:
+        request["shadow"] = True
+    return orjson.dumps(request)
+
+
+def result_headers(tier: str, produced_at: float) -> tuple[tuple[str, bytes], ...]:
+    return ((H_TIER, tier.encode()), (H_PRODUCED_AT, repr(produced_at).encode()))
+
+
+def shadow_answer(*, tweet_id: str, labels: Sequence[str], label_id: int, confidence: float, student_label_id: int,
+                  models: dict[str, str], threshold: float, decided_at: float, worker: str) -> bytes:
+    """The teacher's answer to a shadow request, next to the student's (never merged)."""
+    return orjson.dumps({
+        "id": tweet_id, "label": labels[label_id], "label_id": label_id, "confidence": confidence,
+        "student_label": labels[student_label_id], "student_label_id": student_label_id,
+        "agreed": label_id == student_label_id, "models": models, "threshold": threshold,
+        "decided_at": decided_at, "worker": worker,
+    })
 
 
 def result_record(
@@ -247,13 +273,14 @@ def result_record(
     student_label_id: int,
     student_confidence: float,
     models: dict[str, str],
+    threshold: float,
     produced_at: float,
     ingested_at: float,
     decided_at: float,
     extra: dict[str, Any],
     worker: str,
 ) -> bytes:
-    """One result: which label, how sure, which tier and which model versions decided it.
+    """One result: which label, how sure, which tier, model versions and threshold decided it.
 
     Times are epoch seconds: ``produced_at`` (input record timestamp), ``ingested_at``
     (the stream worker read it), ``decided_at`` (its deciding model finished).
@@ -268,6 +295,7 @@ def result_record(
             "student_label": labels[student_label_id],
             "student_confidence": student_confidence,
             "models": models,
+            "threshold": threshold,
             "produced_at": produced_at,
             "ingested_at": ingested_at,
             "decided_at": decided_at,

@@ -153,6 +153,59 @@ class Settings:
         one_of=COMPRESSION_TYPES,
     )
 
+    # --- operations: metrics and health, lag-aware routing, hot reload, shadow audit ------------
+    metrics_port: int = setting(
+        0,
+        "Port of this process's HTTP endpoint on all interfaces: /metrics (Prometheus text format), "
+        "/livez and /readyz. 0 turns it off. With several processes on one host, give each its own port.",
+        at_least=0, at_most=65535,
+    )
+    stall_timeout_s: float = setting(
+        120.0,
+        "/livez fails once a batch has been in flight this long, or the event loop has not ticked for "
+        "this long: the worker's loop has stalled and a restart is the cure.",
+        positive=True,
+    )
+    lag_routing: bool = setting(
+        False,
+        "Lag-aware routing: while the teacher group's lag on the teacher topic is over budget, stream "
+        "workers lower their effective threshold by threshold_step per lag_check_interval_s, down to "
+        "threshold_floor, so fewer tweets go to the teacher; once the lag is back under half the budget "
+        "they raise it the same way up to the bundle's (or the threshold setting's) threshold.",
+    )
+    teacher_lag_budget_records: int = setting(
+        2000, "Lag budget in records: the teacher group's uncommitted records on the teacher topic, summed over partitions.",
+        at_least=1,
+    )
+    teacher_lag_budget_s: float = setting(
+        0.0,
+        "Lag budget in seconds: the records lag divided by the rate the teacher group committed over the "
+        "last checks (infinite while it commits nothing). 0 leaves only the records budget.",
+        at_least=0.0,
+    )
+    threshold_floor: float = setting(0.0, "Lowest threshold lag-aware routing may set (0 routes nothing).", at_least=0.0, at_most=1.0)
+    threshold_step: float = setting(0.05, "How much lag-aware routing moves the threshold per check.", positive=True, at_most=1.0)
+    lag_check_interval_s: float = setting(
+        1.0, "Seconds between reads of the consumer groups' lag (metrics, lag-aware routing).", positive=True,
+    )
+    reload_check_s: float = setting(
+        5.0,
+        "Seconds between checks of the bundle's manifest.json for a new bundle, loaded without a restart "
+        "(SIGHUP asks for a check at once). 0 turns the periodic check off.",
+        at_least=0.0,
+    )
+    shadow_fraction: float = setting(
+        0.0,
+        "Shadow audit: the fraction of student-decided tweets (sampled by id hash) also sent to the "
+        "teacher on shadow_topic; the teacher's answers estimate the student's live accuracy and never "
+        "change the output. 0 turns it off.",
+        at_least=0.0, at_most=1.0,
+    )
+    shadow_topic: str = setting("teacher.shadow", "Shadow-audit requests: student-decided tweets sampled for the teacher.")
+    shadow_results_topic: str = setting(
+        "results.shadow", "Shadow-audit answers: the teacher's label next to the student's, never merged into the output.",
+    )
+
     # --- runtime --------------------------------------------------------------------------
     data_dir: str = setting(str(CACHE_DIR / "faust"), "Folder for the stream worker's local Faust state.")
     summary_interval_s: float = setting(10.0, "Seconds between a process's summary log lines.", positive=True)

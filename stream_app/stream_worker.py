@@ -23,6 +23,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import faust
 import structlog
@@ -30,18 +31,23 @@ from aiokafka import TopicPartition
 from mode import Service
 
 from stream_app.batching import collect_batch, queue_fetch
+from stream_app.endpoint import Health
 from stream_app.kafka_io.batch_commit import transact_batch
 from stream_app.kafka_io.clients import compression, faust_credentials
 from stream_app.kafka_io.delivery import Unproducible, produce_checked
 from stream_app.kafka_io.merge_window import recent_output_keys
 from stream_app.kafka_io.transactions import PartitionTransactions, TransactionFenced
 from stream_app.merge import MergeStage, RecentIds
+from stream_app.metrics import Metrics, StageMeter
 from stream_app.passthrough import PassthroughStage
 from stream_app.records import Incoming, Output, Source, StageResult
 from stream_app.settings import Settings
 from stream_app.shutdown import start_shutdown_watchdog
+from stream_app.stream_operations import StreamOperations
 from stream_app.student import StudentStage
-from stream_app.telemetry import Counters
+
+if TYPE_CHECKING:
+    from models.bundle import Bundle
 
 log = structlog.get_logger("tango.stream")
 
@@ -161,10 +167,10 @@ class AgentBatches:
     are committed by ``transact_batch`` and the acks are bookkeeping only.
     """
 
-    stage: Stage
+    stage: Stage  # replaced between batches by a reload or lag-aware routing; a batch uses the one it started with
     size: int
     wait: float
-    counters: Counters
+    meter: StageMeter
     send: Callable[[Sequence[Output]], Awaitable[list[str]]]  # produce_checked: reasons of rerouted dead letters
     executor: ThreadPoolExecutor | None = None  # run the stage here (off the event loop)
     transactions: PartitionTransactions | None = None
@@ -173,6 +179,7 @@ class AgentBatches:
     on_uncommitted: Callable[[TopicPartition], None] | None = None  # exactly once: a part did not commit
     gate: RebalanceGate | None = None  # at least once: no batch of a revoked assignment after the rebalance
     generation: Callable[[], int] | None = None  # the consumer's current generation
+    health: Health | None = None  # liveness: a batch in flight too long is a stall
     _queue: asyncio.Queue | None = None
 
     async def consume(self, stream: faust.StreamT) -> None:
@@ -192,19 +199,25 @@ class AgentBatches:
         fetch = queue_fetch(queue)
         while True:
             events = await collect_batch(fetch, self.size, self.wait)
-            if self.transactions is not None:
-                await self._transactional(events)
-            elif self.gate is None:
-                await self._at_least_once(events)
-            else:
-                async with self.gate.batch():
-                    current = self.generation() if self.generation is not None else None
-                    # fetched before the last rebalance: not acked, the partition's owner reads them again
-                    events = [e for e in events if current is None or e.message.generation_id == current]
-                    if events:
-                        await self._at_least_once(events)
+            with self.health.batch() if self.health is not None else contextlib.nullcontext():
+                events = await self._batch(events)
             for event in events:
                 await stream.ack(event)  # exactly once: bookkeeping only, Faust's commits are off
+
+    async def _batch(self, events: list) -> list:
+        """Process one batch; returns the events to ack."""
+        if self.transactions is not None:
+            await self._transactional(events)
+        elif self.gate is None:
+            await self._at_least_once(events)
+        else:
+            async with self.gate.batch():
+                current = self.generation() if self.generation is not None else None
+                # fetched before the last rebalance: not acked, the partition's owner reads them again
+                events = [e for e in events if current is None or e.message.generation_id == current]
+                if events:
+                    await self._at_least_once(events)
+        return events
 
     def drop_queued(self) -> int:
         """Drop the events waiting in the batch queue (a revocation); returns how many."""
@@ -217,9 +230,10 @@ class AgentBatches:
     async def _run(self, parts: list[list[Incoming]]) -> list[StageResult]:
         if self.prepare is not None:
             await self.prepare([r for part in parts for r in part])
+        stage = self.stage  # taken once: a reload during the batch applies from the next one
         if self.executor is None:
-            return [self.stage(part) for part in parts]
-        return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: [self.stage(p) for p in parts])
+            return [stage(part) for part in parts]
+        return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: [stage(p) for p in parts])
 
     async def _at_least_once(self, events: list) -> None:
         records = [incoming(e) for e in events]
@@ -229,7 +243,7 @@ class AgentBatches:
         except Unproducible as exc:
             await self._stop(exc)
             raise
-        self.counters.add_batch(len(records), result.to_teacher, result.duplicates, [*result.dead_letters, *rerouted])
+        self.meter.batch(len(records), result, rerouted)
 
     async def _stop(self, exc: BaseException) -> None:
         if self.on_fatal is not None:
@@ -248,9 +262,7 @@ class AgentBatches:
                 if self.on_uncommitted is not None:
                     self.on_uncommitted(outcome.tp)
                 continue
-            result = outcome.result
-            self.counters.add_batch(len(outcome.records), result.to_teacher, result.duplicates,
-                                    [*result.dead_letters, *outcome.rerouted])
+            self.meter.batch(len(outcome.records), outcome.result, outcome.rerouted)
 
 
 class MergeWindow:
@@ -284,16 +296,22 @@ class MergeWindow:
         self.restored.difference_update(partitions)
 
 
-def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
-    """The stream worker's Faust app; ``student=None`` builds the passthrough benchmark app."""
+def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle | None" = None) -> faust.App:
+    """The stream worker's Faust app; ``student=None`` builds the passthrough benchmark app.
+
+    With ``bundle`` (the one ``student`` was built from) the worker reloads a new bundle put
+    in its folder (``stream_app.reload``).
+    """
     app = new_app(settings)
     outputs = {
         settings.student_results_topic: raw_topic(app, settings.student_results_topic, partitions=settings.result_partitions),
         settings.teacher_topic: raw_topic(app, settings.teacher_topic, partitions=settings.teacher_partitions),
+        settings.shadow_topic: raw_topic(app, settings.shadow_topic, partitions=settings.teacher_partitions),
         settings.dlq_topic: raw_topic(app, settings.dlq_topic, partitions=1),
         settings.output_topic: raw_topic(app, settings.output_topic, partitions=settings.result_partitions),
     }
     input_topic = raw_topic(app, settings.input_topic, partitions=settings.input_partitions)
+    metrics, health = Metrics(settings), Health(settings.stall_timeout_s)
 
     async def send_one(o: Output) -> asyncio.Future:
         # force=True: publish now rather than as a Faust "attachment" at commit time.
@@ -309,8 +327,10 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
 
     if student is None:
         passthrough = AgentBatches(PassthroughStage(settings.output_topic), settings.student_batch_size,
-                                   settings.student_batch_wait, Counters(), send_all, on_fatal=fatal)
+                                   settings.student_batch_wait, StageMeter("passthrough", metrics), send_all,
+                                   on_fatal=fatal, health=health)
         app.agent(input_topic, name="passthrough")(passthrough.consume)
+        StreamOperations(settings, metrics, health).attach(app)
         return app
 
     transactions = PartitionTransactions(settings, settings.app_id) if settings.exactly_once else None
@@ -319,20 +339,22 @@ def create_app(settings: Settings, student: StudentStage | None) -> faust.App:
     window = MergeWindow(settings, merge)
     gate = RebalanceGate() if transactions is None else None
     generation = lambda: app.consumer_generation_id  # noqa: E731
-    students = AgentBatches(student, settings.student_batch_size, settings.student_batch_wait, Counters(), send_all,
-                            executor=executor, transactions=transactions, on_fatal=fatal, gate=gate, generation=generation)
-    merges = AgentBatches(merge, settings.merge_batch_size, settings.merge_batch_wait, Counters(), send_all,
+    students = AgentBatches(student, settings.student_batch_size, settings.student_batch_wait, StageMeter("student", metrics),
+                            send_all, executor=executor, transactions=transactions, on_fatal=fatal, gate=gate,
+                            generation=generation, health=health)
+    merges = AgentBatches(merge, settings.merge_batch_size, settings.merge_batch_wait, StageMeter("merge", metrics), send_all,
                           transactions=transactions, on_fatal=fatal, prepare=window.restore, on_uncommitted=window.forget,
-                          gate=gate, generation=generation)
+                          gate=gate, generation=generation, health=health)
     app.agent(input_topic, name="student")(students.consume)
     # Both result topics in one subscription: same partition count (checked at start-up), so
     # one id meets the same agent instance from either tier.
     app.agent(raw_topic(app, settings.student_results_topic, settings.teacher_results_topic), name="merge")(merges.consume)
+    StreamOperations(settings, metrics, health, students, bundle).attach(app)
 
     @app.timer(settings.summary_interval_s)
     async def summary() -> None:
-        log.info("summary", stage="student", **students.counters.take())
-        log.info("summary", stage="merge", **merges.counters.take(), dedup_ids=len(merge.recent))
+        log.info("summary", stage="student", threshold=students.stage.threshold, **students.meter.counters.take())
+        log.info("summary", stage="merge", **merges.meter.counters.take(), dedup_ids=len(merge.recent))
 
     result_topics = (settings.student_results_topic, settings.teacher_results_topic)
 

@@ -2,7 +2,8 @@
 
 Decode → validate → student logits (one call per batch) → calibrate → route: each
 confident record becomes a student result, each unsure one a teacher request, each bad
-one a dead letter. The stage takes the logits as a callable, so tests pass any function
+one a dead letter; with the shadow audit on, a sample of the confident ones is also sent
+to the teacher on the shadow topic. The stage takes the logits as a callable, so tests pass any function
 and ``stream_app.local.run_local`` runs the cascade without a broker; the stream worker
 calls it off the event loop (the model call is the slow part).
 """
@@ -18,6 +19,7 @@ import numpy as np
 import orjson
 
 from models.cascade import calibrated_probs, route
+from stream_app.audit import in_shadow_sample
 from stream_app.records import (
     TOO_LARGE_PREFIX_BYTES,
     Incoming,
@@ -28,6 +30,7 @@ from stream_app.records import (
     Tweet,
     decode_tweet,
     record_bytes,
+    result_headers,
     result_record,
     teacher_request,
 )
@@ -56,6 +59,8 @@ class StudentStage:
     worker: str = "stream"
     max_record_bytes: int = 900_000  # key + value + headers; larger records are dead-lettered with a prefix
     max_id_chars: int = 256
+    shadow_fraction: float = 0.0  # of the student-decided tweets, also sent to shadow_topic
+    shadow_topic: str = "teacher.shadow"
 
     def __call__(self, records: Sequence[Incoming]) -> StageResult:
         out = StageResult()
@@ -80,22 +85,29 @@ class StudentStage:
         probs = calibrated_probs(self.logits([t.text for t in tweets]), self.temperature)
         routing = route(probs, self.threshold)
         decided_at = time.time()
+        out.model_seconds = decided_at - ingested_at
         label_ids, confidences = routing.label_ids.tolist(), routing.confidences.tolist()
         for i, tweet in enumerate(tweets):
             key = tweet.id.encode()
             try:
                 if routing.to_teacher[i]:
-                    value = teacher_request(tweet, ingested_at, label_ids[i], confidences[i], probs[i].tolist(), self.student_version)
+                    value = teacher_request(tweet, ingested_at, label_ids[i], confidences[i], probs[i].tolist(),
+                                            self.student_version, self.threshold)
                     out.outputs.append(Output(self.teacher_topic, key, value, origin=sources[i]))
                     out.to_teacher += 1
                 else:
                     value = result_record(
                         tweet_id=tweet.id, labels=self.labels, label_id=label_ids[i], confidence=confidences[i],
                         tier="student", student_label_id=label_ids[i], student_confidence=confidences[i],
-                        models={"student": self.student_version}, produced_at=tweet.produced_at,
+                        models={"student": self.student_version}, threshold=self.threshold, produced_at=tweet.produced_at,
                         ingested_at=ingested_at, decided_at=decided_at, extra=tweet.extra, worker=self.worker,
                     )
-                    out.outputs.append(Output(self.results_topic, key, value, origin=sources[i]))
+                    out.outputs.append(Output(self.results_topic, key, value, result_headers("student", tweet.produced_at),
+                                              origin=sources[i]))
+                    if in_shadow_sample(tweet.id, self.shadow_fraction):
+                        shadow = teacher_request(tweet, ingested_at, label_ids[i], confidences[i], probs[i].tolist(),
+                                                 self.student_version, self.threshold, shadow=True)
+                        out.outputs.append(Output(self.shadow_topic, key, shadow, origin=sources[i]))
             except orjson.JSONEncodeError as exc:  # JSON the decoder accepts but the encoder cannot nest
                 out.reject(self.dlq_topic, sources[i], Reason.TOO_DEEP, f"extra fields cannot be re-encoded: {exc}", "student")
         return out
@@ -117,4 +129,6 @@ def build_student_stage(settings: "Settings", bundle: "Bundle", worker: str | No
         worker=worker or worker_name("stream"),
         max_record_bytes=settings.max_record_bytes,
         max_id_chars=settings.max_id_chars,
+        shadow_fraction=settings.shadow_fraction,
+        shadow_topic=settings.shadow_topic,
     )

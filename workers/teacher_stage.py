@@ -1,5 +1,8 @@
 """The teacher stage: parse teacher requests → teacher logits (one call) → results.
 
+A shadow request (the shadow audit) gets a shadow answer on its own topic instead of a
+result: the teacher's label next to the student's, never merged into the output.
+
 Pure like the student stage (the logits are a callable), plus ``build_teacher_stage``,
 which loads the teacher a bundle names (or the ``teacher_model`` setting's) and checks it
 against the bundle's labels.
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from models.cascade import calibrated_probs
-from stream_app.records import Incoming, Output, Reason, StageResult, result_record
+from stream_app.records import Incoming, Output, Reason, StageResult, result_headers, result_record, shadow_answer
 from stream_app.student import Logits
 from stream_app.telemetry import worker_name
 
@@ -34,6 +37,7 @@ class TeacherStage:
     results_topic: str
     dlq_topic: str
     worker: str = "teacher"
+    shadow_results_topic: str = "results.shadow"
 
     def __call__(self, records: Sequence[Incoming]) -> StageResult:
         out = StageResult()
@@ -48,19 +52,30 @@ class TeacherStage:
                 origins.append(record)
         if not requests:
             return out
+        started = time.time()
         probs = calibrated_probs(self.logits([r["text"] for r in requests]), 1.0)
         decided_at = time.time()
+        out.model_seconds = decided_at - started
         label_ids = probs.argmax(axis=1).tolist()
         for request, origin, label_id, row in zip(requests, origins, label_ids, probs):
             student = request["student"]
+            models = {"student": student.get("version", ""), "teacher": self.teacher_version}
+            key = request["id"].encode()
+            if request.get("shadow"):
+                value = shadow_answer(tweet_id=request["id"], labels=self.labels, label_id=label_id,
+                                      confidence=float(row[label_id]), student_label_id=student["label_id"], models=models,
+                                      threshold=request.get("threshold"), decided_at=decided_at, worker=self.worker)
+                out.outputs.append(Output(self.shadow_results_topic, key, value, origin=origin))
+                out.audits.append(label_id == student["label_id"])
+                continue
+            produced_at = request.get("produced_at", 0.0)
             value = result_record(
                 tweet_id=request["id"], labels=self.labels, label_id=label_id, confidence=float(row[label_id]),
                 tier="teacher", student_label_id=student["label_id"], student_confidence=student["confidence"],
-                models={"student": student.get("version", ""), "teacher": self.teacher_version},
-                produced_at=request.get("produced_at", 0.0), ingested_at=request["ingested_at"],
-                decided_at=decided_at, extra=request.get("extra", {}), worker=self.worker,
+                models=models, threshold=request.get("threshold"), produced_at=produced_at,
+                ingested_at=request["ingested_at"], decided_at=decided_at, extra=request.get("extra", {}), worker=self.worker,
             )
-            out.outputs.append(Output(self.results_topic, request["id"].encode(), value, origin=origin))
+            out.outputs.append(Output(self.results_topic, key, value, result_headers("teacher", produced_at), origin=origin))
         return out
 
 
@@ -99,4 +114,5 @@ def build_teacher_stage(settings: "Settings", bundle: "Bundle", worker: str | No
     return TeacherStage(
         logits=teacher.logits, labels=bundle.manifest.labels, teacher_version=version + ("-int8" if settings.teacher_int8 else ""),
         results_topic=settings.teacher_results_topic, dlq_topic=settings.dlq_topic, worker=worker or worker_name("teacher"),
+        shadow_results_topic=settings.shadow_results_topic,
     )

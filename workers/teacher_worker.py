@@ -37,15 +37,17 @@ from aiokafka.errors import (
     RebalanceInProgressError,
 )
 
+from stream_app.audit import AgreementEstimate
 from stream_app.batching import collect_batch, safe_batch_size
+from stream_app.endpoint import Health, start_endpoint, tick_forever
 from stream_app.kafka_io.batch_commit import Stamped, transact_batch
 from stream_app.kafka_io.clients import aiokafka_config, compression
 from stream_app.kafka_io.delivery import produce_checked
 from stream_app.kafka_io.transactions import PartitionTransactions
+from stream_app.metrics import Metrics, StageMeter
 from stream_app.records import Incoming, Source, StageResult
 from stream_app.settings import Settings
 from stream_app.shutdown import start_shutdown_watchdog
-from stream_app.telemetry import Counters
 from workers.teacher_stage import TeacherStage
 
 log = structlog.get_logger("tango.teacher")
@@ -56,10 +58,15 @@ def _incoming(r) -> Incoming:
 
 
 class TeacherWorker:
-    def __init__(self, settings: Settings, stage: TeacherStage):
+    def __init__(self, settings: Settings, stage: TeacherStage, bundle=None):
         self.settings = settings
-        self.stage = stage
-        self.counters = Counters()
+        self.stage = stage  # replaced between batches by a reload (workers.teacher_operations)
+        self.bundle = bundle  # what ``stage`` was built from; None: no reload
+        self.metrics = Metrics(settings)
+        self.metrics.serving(str(bundle.root) if bundle is not None else "", "", stage.teacher_version)
+        self.health = Health(settings.stall_timeout_s)
+        self.meter = StageMeter("teacher", self.metrics)
+        self.audit = AgreementEstimate(0, 0)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="teacher")
         self.per_record_s = 0.0  # moving average of the model's cost per record
         self._stopping = asyncio.Event()
@@ -89,8 +96,8 @@ class TeacherWorker:
             value_deserializer=None,
             **aiokafka_config(settings),
         )
-        listener = _StartTransactions(self, consumer) if self.transactions is not None else None
-        consumer.subscribe([settings.teacher_topic], listener=listener)
+        # the shadow audit's requests share the workers (and their partition count) with the routed ones
+        consumer.subscribe([settings.teacher_topic, settings.shadow_topic], listener=_Rebalances(self, consumer))
         return consumer
 
     async def run(self) -> None:
@@ -102,7 +109,10 @@ class TeacherWorker:
                                         compression_type=compression(self.settings), **aiokafka_config(self.settings))
             await producer.start()
         await consumer.start()
+        from workers.teacher_operations import operations  # noqa: PLC0415
+
         summary = asyncio.ensure_future(self._summaries())
+        side = asyncio.ensure_future(operations(self))
         log.info("teacher worker started", worker=self.stage.worker, topic=self.settings.teacher_topic,
                  processing_guarantee=self.settings.processing_guarantee)
         try:
@@ -117,7 +127,9 @@ class TeacherWorker:
                 else:
                     await self._commit_at_least_once(batch, consumer, producer)
         finally:
+            self.health.stopping()
             summary.cancel()
+            side.cancel()
             await consumer.stop()  # leaves the group at once, so the others take over
             if producer is not None:
                 await producer.stop()
@@ -129,7 +141,9 @@ class TeacherWorker:
     async def _infer(self, parts: list[list[Incoming]]) -> list[StageResult]:
         """The stage on each part, in the model thread; updates the per-record cost."""
         started = time.perf_counter()
-        results = await asyncio.get_running_loop().run_in_executor(self.executor, lambda: [self.stage(p) for p in parts])
+        stage = self.stage  # taken once: a reload during the batch applies from the next one
+        with self.health.batch():
+            results = await asyncio.get_running_loop().run_in_executor(self.executor, lambda: [stage(p) for p in parts])
         cost = (time.perf_counter() - started) / max(1, sum(len(p) for p in parts))
         self.per_record_s = cost if self.per_record_s == 0 else 0.8 * self.per_record_s + 0.2 * cost
         return results
@@ -139,7 +153,7 @@ class TeacherWorker:
         assert self.transactions is not None
         for outcome in await transact_batch(self.transactions, batch, self._infer, wait_for_generation=False):
             if outcome.committed:
-                self.counters.add_batch(len(outcome.records), dead_letters=[*outcome.result.dead_letters, *outcome.rerouted])
+                self._count(len(outcome.records), outcome.result, outcome.rerouted)
 
     async def _commit_at_least_once(self, batch: list[Stamped], consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         records = [record for _, record in batch]
@@ -164,7 +178,16 @@ class TeacherWorker:
             # The partitions moved on during the batch: the new owner redelivers it and the
             # merge drops the results produced twice.
             log.warning("commit failed after rebalance; batch will be redelivered", error=str(exc))
-        self.counters.add_batch(len(records), dead_letters=[*result.dead_letters, *rerouted])
+        self._count(len(records), result, rerouted)
+
+    def _count(self, records: int, result: StageResult, rerouted) -> None:
+        self.meter.batch(records, result, rerouted)
+        if result.audits:
+            self.audit = AgreementEstimate(self.audit.audited + len(result.audits), self.audit.agreed + sum(result.audits))
+            low, high = self.audit.interval
+            self.metrics.shadow_agreement.set(self.audit.agreement)
+            self.metrics.shadow_low.set(low)
+            self.metrics.shadow_high.set(high)
 
     async def _next_batch(self, consumer: AIOKafkaConsumer) -> list[Stamped]:
         """The next batch of (generation fetched in, record) pairs."""
@@ -188,16 +211,19 @@ class TeacherWorker:
     async def _summaries(self) -> None:
         while True:
             await asyncio.sleep(self.settings.summary_interval_s)
-            log.info("summary", stage="teacher", worker=self.stage.worker, per_record_ms=round(self.per_record_s * 1000, 2), **self.counters.take())
+            audit = {"shadow": self.audit.as_log()} if self.audit.audited else {}
+            log.info("summary", stage="teacher", worker=self.stage.worker, per_record_ms=round(self.per_record_s * 1000, 2),
+                     **self.meter.counters.take(), **audit)
 
 
 class _Stopped(Exception):
     pass
 
 
-class _StartTransactions(ConsumerRebalanceListener):
-    """Exactly-once: let an in-flight commit finish on revocation; on assignment, start the
-    new partitions' transactional producers, then seek to the committed offsets.
+class _Rebalances(ConsumerRebalanceListener):
+    """Readiness and the rebalance count; exactly-once: let an in-flight commit finish on
+    revocation, and on assignment start the new partitions' transactional producers, then seek
+    to the committed offsets.
 
     Fencing: the transactional ids are per partition (``<teacher_group>-<topic>-<partition>``),
     not per worker, so starting them fences whichever worker owned the partition before -
@@ -213,10 +239,16 @@ class _StartTransactions(ConsumerRebalanceListener):
         self.consumer = consumer
 
     async def on_partitions_revoked(self, revoked) -> None:
-        assert self.worker.transactions is not None
-        await self.worker.transactions.pause(self.worker.settings.shutdown_timeout_s)
+        if self.worker.transactions is not None:
+            await self.worker.transactions.pause(self.worker.settings.shutdown_timeout_s)
 
     async def on_partitions_assigned(self, assigned) -> None:
+        self.worker.metrics.rebalances.inc()
+        self.worker.health.assigned()
+        if self.worker.transactions is not None:
+            await self._start_transactions(assigned)
+
+    async def _start_transactions(self, assigned) -> None:
         worker = self.worker
         assert worker.transactions is not None
         generation = worker._generation + 1

@@ -15,6 +15,8 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.teacher_results_topic: settings.result_partitions,
         settings.output_topic: settings.result_partitions,
         settings.dlq_topic: 1,
+        settings.shadow_topic: settings.teacher_partitions,
+        settings.shadow_results_topic: settings.result_partitions,
     }
 
 

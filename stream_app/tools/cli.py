@@ -72,7 +72,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     else:
         bundle = _load_bundle(settings)
         student = build_student_stage(settings, bundle)
-        app = create_app(settings, student)
+        app = create_app(settings, student, bundle)
         log.info(
             "stream worker starting", bundle=str(bundle.root), student=student.student_version,
             threshold=student.threshold, temperature=student.temperature, input_topic=settings.input_topic,
@@ -110,7 +110,8 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     structlog.get_logger("tango.teacher").info("teacher loaded", source=str(source), version=stage.teacher_version, int8=settings.teacher_int8)
 
     async def main() -> None:
-        worker = TeacherWorker(settings, stage)
+        # a teacher_model setting pins the teacher: the bundle folder is not watched for another
+        worker = TeacherWorker(settings, stage, bundle=None if settings.teacher_model else bundle)
         install_signal_handlers(worker)
         await worker.run()
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 
 from stream_app.stream_worker import AgentBatches, RebalanceGate
-from stream_app.telemetry import Counters
+from stream_app.metrics import Metrics, StageMeter
+from stream_app.settings import Settings
 
 
 def agent_with_queue(items) -> AgentBatches:
-    agent = AgentBatches(stage=lambda records: None, size=10, wait=0.1, counters=Counters(), send=None)
+    agent = AgentBatches(stage=lambda records: None, size=10, wait=0.1, meter=StageMeter("student", Metrics(Settings())), send=None)
     agent._queue = asyncio.Queue()
     for item in items:
         agent._queue.put_nowait(item)

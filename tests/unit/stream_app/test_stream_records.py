@@ -182,13 +182,13 @@ def test_dead_letter_headers_without_original_headers():
 # --- record contracts -----------------------------------------------------------------------
 
 RESULT_KEYS = {"id", "label", "label_id", "confidence", "tier", "student_label", "student_confidence", "models",
-               "ingested_at", "decided_at"}
+               "threshold", "ingested_at", "decided_at"}
 
 
 def test_result_record_has_required_keys():
     value = result_record(
         tweet_id="t1", labels=("neg", "neu", "pos"), label_id=2, confidence=0.9, tier="teacher",
-        student_label_id=0, student_confidence=0.4, models={"student": "s1", "teacher": "t1"},
+        student_label_id=0, student_confidence=0.4, models={"student": "s1", "teacher": "t1"}, threshold=0.7,
         produced_at=1.0, ingested_at=2.0, decided_at=3.0, extra={"k": "ü"}, worker="w",
     )
     record = orjson.loads(value)
@@ -197,18 +197,20 @@ def test_result_record_has_required_keys():
     assert record["label"] == "pos" and record["label_id"] == 2
     assert record["student_label"] == "neg" and record["student_confidence"] == 0.4
     assert record["confidence"] == 0.9 and record["tier"] == "teacher"
-    assert record["models"] == {"student": "s1", "teacher": "t1"}
+    assert record["models"] == {"student": "s1", "teacher": "t1"} and record["threshold"] == 0.7
     assert (record["produced_at"], record["ingested_at"], record["decided_at"]) == (1.0, 2.0, 3.0)
     assert record["extra"] == {"k": "ü"} and record["worker"] == "w"
 
 
 def test_teacher_request_shape():
     tweet = Tweet("t9", "so so", {"a": [1]}, 5.0)
-    req = orjson.loads(teacher_request(tweet, 6.0, 1, 0.41, [0.3, 0.41, 0.29], "mlp-abc"))
+    req = orjson.loads(teacher_request(tweet, 6.0, 1, 0.41, [0.3, 0.41, 0.29], "mlp-abc", 0.6))
     assert req == {
-        "id": "t9", "text": "so so", "extra": {"a": [1]}, "produced_at": 5.0, "ingested_at": 6.0,
+        "id": "t9", "text": "so so", "extra": {"a": [1]}, "produced_at": 5.0, "ingested_at": 6.0, "threshold": 0.6,
         "student": {"label_id": 1, "confidence": 0.41, "probs": [0.3, 0.41, 0.29], "version": "mlp-abc"},
     }
+    shadow = orjson.loads(teacher_request(tweet, 6.0, 1, 0.41, [0.3, 0.41, 0.29], "mlp-abc", 0.6, shadow=True))
+    assert shadow == {**req, "shadow": True}
 
 
 # --- properties -----------------------------------------------------------------------------
