@@ -47,8 +47,9 @@ class LagReader:
 
     async def _topic_partitions(self, topic: str) -> list[TopicPartition]:
         if not self._partitions.get(topic):
-            await self._offsets.topics()  # fetches the cluster's metadata
-            self._partitions[topic] = [TopicPartition(topic, p) for p in sorted(self._offsets.partitions_for_topic(topic) or ())]
+            described = await self._admin.describe_topics([topic])
+            found = [d for d in described if d.get("topic") == topic and not d.get("error_code")]
+            self._partitions[topic] = sorted(TopicPartition(topic, p["partition"]) for d in found for p in d["partitions"])
         return self._partitions[topic]
 
     async def read(self, group: str, topics: Sequence[str]) -> GroupLag:

@@ -54,6 +54,8 @@ class Pipeline:
             "TANGO_TEACHER_RESULTS_TOPIC": f"results-teacher-{s}",
             "TANGO_OUTPUT_TOPIC": f"classified-{s}",
             "TANGO_DLQ_TOPIC": f"dlq-{s}",
+            "TANGO_SHADOW_TOPIC": f"shadow-{s}",
+            "TANGO_SHADOW_RESULTS_TOPIC": f"results-shadow-{s}",
             "TANGO_APP_ID": f"tango-{s}",
             "TANGO_TEACHER_GROUP": f"teacher-{s}",
             "TANGO_DATA_DIR": str(self.workdir / "faust"),

@@ -14,70 +14,37 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import contextlib
 import copy
 import fnmatch
-import io
 import json
 import re
 import shlex
 import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 yaml = pytest.importorskip("yaml")
 
-from stream_app.settings import ENV_PREFIX, Settings, env_name, setting_names  # noqa: E402
+from deployment_checks import (  # noqa: E402  (tests/unit/tools/deployment_checks.py: shared with the k8s test)
+    BUNDLES_MOUNT,
+    ROOT,
+    check_command,
+    check_tango_variables,
+    dockerfile_env,
+    dockerfile_instructions,
+    interpolate,
+)
+from stream_app.settings import env_name  # noqa: E402
 from stream_app.tools.cli import build_parser  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-BUNDLES_MOUNT = "/bundles"
 
 
 # ----------------------------------------------------------------------------- helpers
-def subcommands(parser: argparse.ArgumentParser | None = None) -> dict[str, argparse.ArgumentParser]:
-    """The ``tango`` subcommands, read from the real parser."""
-    parser = parser or build_parser()
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    raise AssertionError("build_parser() has no subcommands")
-
-
-_INTERPOLATION = re.compile(r"\$\$|\$\{(?P<braced>[^}]*)\}|\$(?P<plain>[A-Za-z_][A-Za-z0-9_]*)")
-
-
-def interpolate(value: str) -> tuple[str, list[str]]:
-    """Resolve compose's ``${VAR:-default}`` / ``${VAR-default}`` to their defaults.
-
-    The checks must not depend on the developer's shell, so variables are taken as unset:
-    a reference without a default is returned as a problem.
-    """
-    problems: list[str] = []
-
-    def resolve(match: re.Match) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        expr = match.group("braced") if match.group("braced") is not None else match.group("plain")
-        for sep in (":-", "-", ":?", "?"):
-            name, found, rest = expr.partition(sep)
-            if found and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                if sep.endswith("-"):
-                    return rest
-                problems.append(f"${{{expr}}} is required from the host (no default)")
-                return ""
-        problems.append(f"${{{expr}}} has no default, so its value depends on the host")
-        return ""
-
-    return _INTERPOLATION.sub(resolve, value), problems
-
-
 def environment_of(service: Mapping[str, Any]) -> dict[str, str | None]:
     """A service's ``environment`` as a dict, from either the mapping or the list form."""
     env = service.get("environment") or {}
@@ -128,7 +95,6 @@ def _has_host_binding(port: Any) -> bool:
 def check_commands(compose: Mapping[str, Any], parser: argparse.ArgumentParser | None = None) -> list[str]:
     """Every service of our image runs a real ``tango`` subcommand that parses."""
     parser = parser or build_parser()
-    names = subcommands(parser)
     problems = []
     services = our_services(compose)
     if not services:
@@ -140,45 +106,7 @@ def check_commands(compose: Mapping[str, Any], parser: argparse.ArgumentParser |
         if not command:
             problems.append(f"{name}: no command (the image's default is only --help)")
             continue
-        command = [str(c) for c in command]
-        if command[0] not in names:
-            problems.append(f"{name}: {command[0]!r} is not a tango subcommand (have: {', '.join(sorted(names))})")
-            continue
-        stderr = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-                parser.parse_args(command)
-        except SystemExit:
-            problems.append(f"{name}: `tango {' '.join(command)}` does not parse: {stderr.getvalue().strip()}")
-    return problems
-
-
-def check_tango_variables(env: Mapping[str, str | None], where: str) -> list[str]:
-    """Each ``TANGO_*`` variable names a real setting and its value parses and validates."""
-    problems = []
-    known = {env_name(n): n for n in setting_names()}
-    resolved: dict[str, str] = {}
-    for key, value in env.items():
-        if not key.startswith(ENV_PREFIX):
-            continue
-        if key not in known:
-            problems.append(f"{where}: {key} is not a setting (see `tango settings`)")
-            continue
-        if value is None:
-            continue  # passed through from the host; nothing to check here
-        value, interpolation_problems = interpolate(value)
-        problems += [f"{where}: {key}: {p}" for p in interpolation_problems]
-        resolved[key] = value
-    for key, value in resolved.items():
-        try:
-            Settings.from_env(environ={key: value})
-        except ValueError as exc:
-            problems.append(f"{where}: {key}={value!r}: {exc}")
-    if resolved and not problems:
-        try:
-            Settings.from_env(environ=resolved)  # the service's settings together
-        except ValueError as exc:
-            problems.append(f"{where}: {exc}")
+        problems += check_command([str(c) for c in command], name, parser)
     return problems
 
 
@@ -268,44 +196,6 @@ def check_kafka(compose: Mapping[str, Any]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- Dockerfile
-def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
-    instructions: list[tuple[str, str]] = []
-    current = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not current and (not line or line.startswith("#")):
-            continue
-        if current and line.startswith("#"):
-            continue  # a comment inside a continued instruction
-        if line.endswith("\\"):
-            current += line[:-1] + " "
-            continue
-        current += line
-        keyword, _, args = current.strip().partition(" ")
-        instructions.append((keyword.upper(), args.strip()))
-        current = ""
-    if current.strip():
-        keyword, _, args = current.strip().partition(" ")
-        instructions.append((keyword.upper(), args.strip()))
-    return instructions
-
-
-def dockerfile_env(instructions: list[tuple[str, str]]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for keyword, args in instructions:
-        if keyword != "ENV":
-            continue
-        tokens = shlex.split(args)
-        if tokens and "=" not in tokens[0]:
-            env[tokens[0]] = " ".join(tokens[1:])  # legacy `ENV KEY value`
-            continue
-        for token in tokens:
-            key, _, value = token.partition("=")
-            env[key] = value
-    return env
-
-
 def _exec_form(args: str) -> list[str] | None:
     try:
         value = json.loads(args)
