@@ -45,6 +45,8 @@ def next_threshold(current: float, lag_records: int, drain_per_s: float, policy:
     (0.65, 0.5)
     >>> next_threshold(0.5, 80, 10.0, policy), next_threshold(0.5, 20, 10.0, policy)  # hold, then recover
     (0.5, 0.75)
+    >>> next_threshold(0.9, 0, 0.0, policy)  # at the target and calm: no change
+    0.9
     >>> next_threshold(0.75, 0, 0.0, policy)
     0.9
     """
@@ -52,9 +54,9 @@ def next_threshold(current: float, lag_records: int, drain_per_s: float, policy:
     over = lag_records > policy.budget_records or (policy.budget_s > 0 and seconds > policy.budget_s)
     calm = lag_records <= policy.budget_records / 2 and (policy.budget_s <= 0 or seconds <= policy.budget_s / 2)
     if over:
-        return round(max(policy.lowest, current - policy.step), 6)
+        return max(policy.lowest, current - policy.step)
     if calm:
-        return round(min(policy.target, current + policy.step), 6)
+        return min(policy.target, current + policy.step)
     return current
 
 
