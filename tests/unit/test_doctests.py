@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 MODULES = ["models.cascade", "stream_app.batching", "stream_app.records", "stream_app.kafka_io.batch_commit",
-           "models.teacher", "models.training.calibrate", "models.precision"]
+           "models.teacher", "models.training.calibrate", "models.precision", "stream_app.audit",
+           "stream_app.lag_routing", "stream_app.endpoint"]
 
 
 @pytest.mark.parametrize("name", MODULES)
