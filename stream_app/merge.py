@@ -11,7 +11,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stream_app.records import H_PRODUCED_AT, H_TIER, Incoming, Output, Reason, StageResult
+from stream_app.records import (
+    H_PRODUCED_AT,
+    H_TIER,
+    Incoming,
+    Output,
+    Reason,
+    StageResult,
+)
 
 
 class RecentIds:

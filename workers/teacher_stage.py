@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from models.cascade import calibrated_probs
-from stream_app.records import Incoming, Output, Reason, StageResult, result_headers, result_record, shadow_answer
+from stream_app.records import (
+    Incoming,
+    Output,
+    Reason,
+    StageResult,
+    result_headers,
+    result_record,
+    shadow_answer,
+)
 from stream_app.student import Logits
 from stream_app.telemetry import worker_name
 

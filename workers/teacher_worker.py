@@ -39,7 +39,7 @@ from aiokafka.errors import (
 
 from stream_app.audit import AgreementEstimate
 from stream_app.batching import collect_batch, safe_batch_size
-from stream_app.endpoint import Health, start_endpoint, tick_forever
+from stream_app.endpoint import Health
 from stream_app.kafka_io.batch_commit import Stamped, transact_batch
 from stream_app.kafka_io.clients import aiokafka_config, compression
 from stream_app.kafka_io.delivery import produce_checked

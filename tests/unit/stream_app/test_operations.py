@@ -25,7 +25,13 @@ from stream_app.records import H_PRODUCED_AT, H_TIER, Incoming, Source
 from stream_app.reload import BundleWatch
 from stream_app.settings import Settings
 from stream_app.student import build_student_stage
-from tests.unit.stream_app.test_stream_stages import S, as_incoming, make_texts, records, tweet_values
+from tests.unit.stream_app.test_stream_stages import (
+    S,
+    as_incoming,
+    make_texts,
+    records,
+    tweet_values,
+)
 from workers.teacher_stage import TeacherStage
 
 

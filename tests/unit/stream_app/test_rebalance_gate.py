@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from stream_app.stream_worker import AgentBatches, RebalanceGate
 from stream_app.metrics import Metrics, StageMeter
 from stream_app.settings import Settings
+from stream_app.stream_worker import AgentBatches, RebalanceGate
 
 
 def agent_with_queue(items) -> AgentBatches:

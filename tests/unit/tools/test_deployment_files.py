@@ -36,6 +36,7 @@ from deployment_checks import (  # noqa: E402  (tests/unit/tools/deployment_chec
     dockerfile_instructions,
     interpolate,
 )
+
 from stream_app.settings import env_name  # noqa: E402
 from stream_app.tools.cli import build_parser  # noqa: E402
 

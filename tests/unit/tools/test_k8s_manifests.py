@@ -38,10 +38,6 @@ yaml = pytest.importorskip("yaml")
 
 import jsonschema  # noqa: E402
 import kubernetes_validate  # noqa: E402
-from kubernetes_validate import utils as kv_utils  # noqa: E402
-from packaging.version import Version  # noqa: E402
-from referencing import Registry, Resource  # noqa: E402
-
 from deployment_checks import (  # noqa: E402  (tests/unit/tools/deployment_checks.py)
     BUNDLES_MOUNT,
     ROOT,
@@ -49,6 +45,10 @@ from deployment_checks import (  # noqa: E402  (tests/unit/tools/deployment_chec
     check_tango_variables,
     dockerfile_instructions,
 )
+from kubernetes_validate import utils as kv_utils  # noqa: E402
+from packaging.version import Version  # noqa: E402
+from referencing import Registry, Resource  # noqa: E402
+
 from stream_app.settings import Settings, env_name, setting_names  # noqa: E402
 from stream_app.tools.cli import build_parser  # noqa: E402
 
@@ -445,7 +445,8 @@ def test_the_kustomization_renders_every_manifest(rendered):
     files = {p.name for p in K8S_DIR.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(kustomization["resources"]) == files, "every manifest in deploy/k8s is a resource, and only those"
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in rendered)
-    assert {"ConfigMap", "Deployment", "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "ScaledObject"} == {k for k, _ in kinds}
+    want = {"ConfigMap", "Deployment", "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "ScaledObject"}
+    assert {k for k, _ in kinds} == want
     assert sorted(deployments(rendered)) == ["tango-stream", "tango-teacher"]
     assert {role(c) for _, _, c in containers(rendered)} == {"stream", "teacher"}
 
@@ -504,7 +505,8 @@ def test_scaled_object_against_a_real_keda_crd(rendered):
     def strict(node):
         if isinstance(node, dict):
             node = {k: strict(v) for k, v in node.items()}
-            if "properties" in node and "additionalProperties" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+            open_ended = "additionalProperties" in node or node.get("x-kubernetes-preserve-unknown-fields")
+            if "properties" in node and not open_ended:
                 node["additionalProperties"] = False
             if node.get("properties", {}).keys() >= {"apiVersion", "kind", "metadata"}:
                 node["properties"]["metadata"] = {"type": "object"}
