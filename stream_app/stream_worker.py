@@ -33,8 +33,9 @@ from mode import Service
 from stream_app.batching import collect_batch, queue_fetch
 from stream_app.endpoint import Health
 from stream_app.kafka_io.batch_commit import transact_batch
+from stream_app.kafka_io.batch_send import BatchSender, batch_producer
 from stream_app.kafka_io.clients import compression, faust_credentials
-from stream_app.kafka_io.delivery import Unproducible, produce_checked
+from stream_app.kafka_io.delivery import Unproducible
 from stream_app.kafka_io.merge_window import recent_output_keys
 from stream_app.kafka_io.transactions import PartitionTransactions, TransactionFenced
 from stream_app.merge import MergeStage, RecentIds
@@ -303,22 +304,12 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
     in its folder (``stream_app.reload``).
     """
     app = new_app(settings)
-    outputs = {
-        settings.student_results_topic: raw_topic(app, settings.student_results_topic, partitions=settings.result_partitions),
-        settings.teacher_topic: raw_topic(app, settings.teacher_topic, partitions=settings.teacher_partitions),
-        settings.shadow_topic: raw_topic(app, settings.shadow_topic, partitions=settings.teacher_partitions),
-        settings.dlq_topic: raw_topic(app, settings.dlq_topic, partitions=1),
-        settings.output_topic: raw_topic(app, settings.output_topic, partitions=settings.result_partitions),
-    }
     input_topic = raw_topic(app, settings.input_topic, partitions=settings.input_partitions)
     metrics, health = Metrics(settings), Health(settings.stall_timeout_s)
-
-    async def send_one(o: Output) -> asyncio.Future:
-        # force=True: publish now rather than as a Faust "attachment" at commit time.
-        return await outputs[o.topic].send(key=o.key, value=o.value, headers=list(o.headers), force=True)
-
-    async def send_all(produced: Sequence[Output]) -> list[str]:
-        return await produce_checked(send_one, produced, settings.dlq_topic)
+    # at least once, outputs go out as one record batch per partition (exactly once: through
+    # the partitions' transactional producers instead); the topics exist (ensure_topics)
+    # the exit closes its producer: every send was awaited before its input was acked
+    send_all = BatchSender(batch_producer(settings), settings.dlq_topic).send
 
     async def fatal(exc: BaseException) -> None:
         log.error("the stream worker cannot go on; exiting with its input uncommitted", error=str(exc))
