@@ -10,8 +10,13 @@ Configurations, one after another on the same broker, data and machine:
 
 Each is measured from the first record produced to the last result written: throughput,
 accuracy, teacher fraction, latency per tier, CPU seconds per 1,000 records (all the
-run's processes), peak resident memory per process and its growth from the first to
-the last quarter of the run.
+run's worker processes, and per process, the broker's apart), peak resident memory per
+process and its growth from the first to the last quarter of the run.
+
+``--steady`` then sends, at ``--steady-fraction`` of the burst's measured throughput, for
+``--steady-seconds``, and reports the latency per tier of that phase alone (a burst's latency
+is mostly its own queue) with its CPU and memory; ``--soak 30m`` is a steady phase of that
+length for memory growth.
 """
 
 from __future__ import annotations
@@ -87,6 +92,28 @@ def plan(config: str) -> tuple[list[str], int, dict[str, str]]:
     return ["stream"], int(config.split("-")[1]), {}
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    return {name: _proc_cpu_s(pid) for name, pid in pids.items()}
+
+
+def cost_per_1k(before: dict[str, float], after: dict[str, float], records: int) -> dict[str, float]:
+    """CPU seconds per 1,000 records of each process between two readings."""
+    return {name: round((after[name] - before[name]) / records * 1000, 3) for name in before}
+
+
+def measure(run: LocalRun, consumer, items, gold, pids, timeout: float, rate: float = 0.0) -> dict:
+    """Send ``items`` (at ``rate``, or as fast as possible) and measure until every result is back."""
+    cpu_before = cpu_seconds(pids)
+    sampler = Sampler(pids)
+    sampler.start()
+    started = run.send(items, rate=rate)
+    collected = run.collect(consumer, set(gold), timeout=timeout)
+    memory = sampler.stop()
+    per_process = cost_per_1k(cpu_before, cpu_seconds(pids), len(gold))
+    return {"collected": collected, "started": started, "memory": memory, "cpu_s_per_1k_by_process": per_process,
+            "cpu_s_per_1k": round(sum(v for k, v in per_process.items() if k != "broker"), 3)}
+
+
 def run_config(config: str, args, settings, texts, labels, logs: Path) -> dict:
     stream_args, teachers, overrides = plan(config)
     run = LocalRun(settings, settings.bundle, logs, tag=f"bench-{config}", overrides=overrides)
@@ -102,26 +129,53 @@ def run_config(config: str, args, settings, texts, labels, logs: Path) -> dict:
         run.send(warm)
         collected = run.collect(consumer, {w[0] for w in warm}, timeout=args.timeout)
         pids = {name: p.pid for name, p in run.processes.items()}
-        cpu_before = sum(_proc_cpu_s(pid) for pid in pids.values())
-        sampler = Sampler(pids)
-        sampler.start()
+        if args.broker_pid:
+            pids["broker"] = args.broker_pid
         items = [(f"r{i}", texts[i % len(texts)]) for i in range(args.records)]
-        gold = {tweet_id: labels[i % len(labels)] for i, (tweet_id, _) in enumerate(items)}
-        started = run.send(items)
-        run.collect(consumer, set(gold), timeout=args.timeout, into=collected)
-        memory = sampler.stop()
-        cpu = sum(_proc_cpu_s(pid) for pid in pids.values()) - cpu_before
+        summary = _summary(config, measure(run, consumer, items, _gold(items, labels), pids, args.timeout), items, labels)
+        if args.steady or args.soak:
+            seconds = parse_duration(args.soak) if args.soak else args.steady_seconds
+            rate = args.steady_fraction * summary["throughput"]
+            steady = [(f"s{i}", texts[i % len(texts)]) for i in range(max(1, int(rate * seconds)))]
+            print(f"[bench] {config}: steady load at {rate:.0f} records/s ({args.steady_fraction:.0%} of "
+                  f"{summary['throughput']:.0f}) for {seconds:.0f} s", flush=True)
+            phase = measure(run, consumer, steady, _gold(steady, labels), pids, args.timeout + seconds, rate=rate)
+            summary["steady"] = {"rate": round(rate, 1), "seconds": seconds, **_summary(config, phase, steady, labels)}
         consumer.close()
-        if config == "passthrough":
-            collected = _passthrough_results(collected, gold)
-        summary = collected.summary(gold, started)
-        summary.update(cpu_s_per_1k=round(cpu / len(gold) * 1000, 3),
-                       peak_rss_mb={name: m["peak"] for name, m in memory.items()}, memory=memory)
-        if config == "passthrough":
-            summary.update(accuracy=None, teacher_fraction=0.0)
         return summary
     finally:
         run.stop()
+
+
+def _gold(items, labels) -> dict[str, int]:
+    return {tweet_id: labels[i % len(labels)] for i, (tweet_id, _) in enumerate(items)}
+
+
+def _summary(config: str, measured: dict, items, labels) -> dict:
+    collected = measured["collected"]
+    gold = _gold(items, labels)
+    if config == "passthrough":
+        collected = _passthrough_results(collected, gold)
+    summary = collected.summary(gold, measured["started"])
+    memory = measured["memory"]
+    summary.update(cpu_s_per_1k=measured["cpu_s_per_1k"], cpu_s_per_1k_by_process=measured["cpu_s_per_1k_by_process"],
+                   peak_rss_mb={name: m["peak"] for name, m in memory.items()}, memory=memory)
+    if config == "passthrough":
+        summary.update(accuracy=None, teacher_fraction=0.0)
+    return summary
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of ``90``, ``90s``, ``30m`` or ``2h``.
+
+    >>> parse_duration("30m"), parse_duration("90"), parse_duration("1.5h")
+    (1800.0, 90.0, 5400.0)
+    """
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    text = text.strip().lower()
+    if text and text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)
 
 
 def _passthrough_results(collected: Collected, gold: dict[str, int]) -> Collected:
@@ -191,13 +245,20 @@ def run_bench(args: argparse.Namespace) -> int:
     texts, labels, _ = load_split(args.data or default_dataset(), args.split, 0)
     logs = Path(args.logs or tempfile.mkdtemp(prefix="tango-bench-"))
     report: dict = {"records": args.records, "dataset": args.data or default_dataset(), "split": args.split, "configs": {}}
-    with local_broker(settings, external=args.external_kafka, keep=args.keep_kafka):
+    with local_broker(settings, external=args.external_kafka, keep=args.keep_kafka) as broker_pid:
+        args.broker_pid = broker_pid
         for config in configs:
             print(f"[bench] {config} ...", flush=True)
             report["configs"][config] = run_config(config, args, settings, texts, labels, logs)
             c = report["configs"][config]
             c["is_cascade"] = bool(config.startswith("cascade") and c["teacher_fraction"] > 0)
-            print(f"[bench] {config}: {c['throughput']} records/s, accuracy {c['accuracy']}, routed fraction {c['teacher_fraction']}", flush=True)
+            print(f"[bench] {config}: {c['throughput']} records/s, accuracy {c['accuracy']}, routed fraction "
+                  f"{c['teacher_fraction']}, CPU s/1k {c['cpu_s_per_1k']} {c['cpu_s_per_1k_by_process']}", flush=True)
+            if "steady" in c:
+                st = c["steady"]
+                print(f"[bench] {config} steady at {st['rate']} records/s: latency ms {st['latency_ms']}, routed fraction "
+                      f"{st['teacher_fraction']}, CPU s/1k {st['cpu_s_per_1k']} {st['cpu_s_per_1k_by_process']}, "
+                      f"RSS growth {({k: m['growth'] for k, m in st['memory'].items()})}", flush=True)
             if config.startswith("cascade") and not c["is_cascade"]:
                 print(f"[bench] warning: {config} routed nothing to the teacher (the bundle's threshold is "
                       f"{c.get('threshold', 'its own')}): it measures the student path, not a cascade", flush=True)
@@ -250,5 +311,10 @@ def add_cli(commands) -> None:
     bench.add_argument("--logs", default="", help="folder for the processes' logs (default: a temporary folder)")
     bench.add_argument("--external-kafka", action="store_true", help="use the broker at --bootstrap-servers, start none")
     bench.add_argument("--keep-kafka", action="store_true", help="leave the local broker running afterwards")
+    bench.add_argument("--steady", action="store_true",
+                       help="after each burst, a steady-load phase at --steady-fraction of its throughput")
+    bench.add_argument("--steady-fraction", type=float, default=0.5, help="steady rate as a fraction of the measured capacity")
+    bench.add_argument("--steady-seconds", type=float, default=60.0, help="length of the steady phase")
+    bench.add_argument("--soak", default="", help="a steady phase this long (30m, 2h) to watch memory; implies --steady")
     add_setting_flags(bench)
     bench.set_defaults(func=run_bench)

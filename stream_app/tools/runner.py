@@ -230,10 +230,11 @@ def load_split(dataset: str, split: str, limit: int) -> tuple[list[str], list[in
 
 
 @contextmanager
-def local_broker(settings: Settings, external: bool, keep: bool) -> Iterator[None]:
-    """Start the local broker on the port of ``bootstrap_servers`` unless one runs or ``external``."""
+def local_broker(settings: Settings, external: bool, keep: bool) -> Iterator[int | None]:
+    """Start the local broker on the port of ``bootstrap_servers`` unless one runs or ``external``;
+    yields the broker's pid (None for an external one)."""
     if external:
-        yield
+        yield None
         return
     from stream_app.tools.local_broker import LocalKafka
 
@@ -242,7 +243,7 @@ def local_broker(settings: Settings, external: bool, keep: bool) -> Iterator[Non
     ours = not kafka.status()["running"]
     print(f"[tango] local Kafka at {kafka.up(wait_s=120)}", flush=True)
     try:
-        yield
+        yield int(kafka.pid_file.read_text())  # the broker's pid, for the benchmark's CPU accounting
     finally:
         if ours and not keep:
             kafka.down()
