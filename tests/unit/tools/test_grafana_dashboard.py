@@ -17,18 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from stream_app.metrics import METRIC_NAMES
+
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARD = ROOT / "deploy" / "grafana" / "tango-stream.json"
 
-# The metrics the dashboard was built for; every one of them must be on it.
-DASHBOARD_METRICS = (
-    "tango_records_in_total", "tango_records_out_total", "tango_decided_total", "tango_output_records_total",
-    "tango_dead_letters_total", "tango_duplicates_dropped_total", "tango_batch_records", "tango_model_seconds",
-    "tango_end_to_end_latency_seconds", "tango_routed_fraction", "tango_threshold", "tango_bundle_threshold",
-    "tango_consumer_lag_records", "tango_rebalances_total", "tango_bundle_info", "tango_reloads_total",
-    "tango_shadow_audited_total", "tango_shadow_agreed_total", "tango_shadow_agreement",
-    "tango_shadow_agreement_low", "tango_shadow_agreement_high",
-)
 HISTOGRAMS = ("tango_batch_records", "tango_model_seconds", "tango_end_to_end_latency_seconds")
 OTHER_METRICS = ("process_cpu_seconds_total", "process_resident_memory_bytes")  # prometheus-client's ProcessCollector
 LABEL_VALUES = {
@@ -50,10 +43,6 @@ PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right
 
 def metric_names() -> tuple[str, ...]:
     """The ``tango_*`` metric names the code exports."""
-    try:
-        from stream_app.metrics import METRIC_NAMES
-    except ImportError:  # METRIC_NAMES: until stream_app.metrics has it, the list the dashboard was built for
-        return DASHBOARD_METRICS
     return tuple(METRIC_NAMES)
 
 
@@ -158,27 +147,16 @@ def test_every_query_names_real_metrics(dashboard):
 
 def test_every_metric_is_on_the_dashboard(dashboard):
     used = {re.sub(r"_(bucket|sum|count)$", "", m) for _, _, e in expressions(dashboard) for m in parse(e)[0]}
-    assert set(DASHBOARD_METRICS) - used == set()
+    assert set(METRIC_NAMES) - used == set()  # every metric the code exports is on the dashboard
     assert set(OTHER_METRICS) <= used
-
-
-def test_the_fallback_list_matches_the_code():
-    """While stream_app.metrics has METRIC_NAMES, it exports every metric the dashboard was built for."""
-    try:
-        from stream_app.metrics import METRIC_NAMES
-    except ImportError:
-        pytest.skip("stream_app.metrics has no METRIC_NAMES yet")
-    assert set(DASHBOARD_METRICS) <= set(METRIC_NAMES)
 
 
 def test_histograms_are_histograms():
     """The names queried with _bucket/_sum/_count are histograms in the code's registry."""
-    metrics = pytest.importorskip("stream_app.metrics")
+    from stream_app.metrics import Metrics
     from stream_app.settings import Settings
 
-    if not hasattr(metrics, "Metrics"):
-        pytest.skip("stream_app.metrics has no Metrics yet")
-    families = {f.name: f.type for f in metrics.Metrics(Settings()).registry.collect()}
+    families = {f.name: f.type for f in Metrics(Settings()).registry.collect()}
     assert {name: families.get(name) for name in HISTOGRAMS} == {name: "histogram" for name in HISTOGRAMS}
 
 
