@@ -2,14 +2,18 @@
 
 bf16 where the CPU computes it natively (AMX or AVX-512 BF16: 3-4x fp32 for transformers on
 such CPUs, measured in docs/models.md), fp32 elsewhere on CPU; on CUDA, bf16 where the GPU
-supports it, else fp16. A setting or flag overrides the choice (``requested``).
+supports it, else fp16. A setting or flag overrides the choice (``requested``). ``int8``
+(torch dynamic quantisation, CPU only) is an explicit, deprecated opt-in, never chosen.
+
+The device: CUDA when a GPU is there, else the CPU (``choose_device``; the caller asks torch).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+DEVICES = ("auto", "cpu", "cuda")
 BF16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}
 
 
@@ -40,8 +44,26 @@ def choose_precision(requested: str, device: str, flags: set[str] | None = None,
     """
     if requested not in PRECISIONS:
         raise ValueError(f"precision {requested!r} is not one of {', '.join(PRECISIONS)}")
+    if requested == "int8" and device.startswith("cuda"):
+        raise ValueError("precision int8 (torch dynamic quantisation) runs on the CPU only: choose fp16 or bf16 on CUDA")
     if requested != "auto":
         return requested
     if device.startswith("cuda"):
         return "bf16" if cuda_bf16 else "fp16"
     return "bf16" if BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags) else "fp32"
+
+
+def choose_device(requested: str, cuda_available: bool) -> str:
+    """``cuda`` where a GPU is there (``auto``), else ``cpu``; an explicit ``cuda`` without one is an error.
+
+    >>> choose_device("auto", True), choose_device("auto", False), choose_device("cpu", True)
+    ('cuda', 'cpu', 'cpu')
+    """
+    kind = requested.split(":", 1)[0]
+    if kind not in DEVICES:
+        raise ValueError(f"device {requested!r} is not one of {', '.join(DEVICES)} (or cuda:N)")
+    if kind == "auto":
+        return "cuda" if cuda_available else "cpu"
+    if kind == "cuda" and not cuda_available:
+        raise ValueError(f"device {requested!r} asked for, but torch sees no CUDA device")
+    return requested

@@ -2,10 +2,18 @@
 
 Inference sorts a batch by token length and cuts it into chunks of at most
 ``token_budget`` padded tokens, so short tweets are never padded to the longest one.
+
+Precision and device (``load(precision=, device=)``, ``resolve_target``): ``auto`` is bf16
+on CPUs with AMX or AVX-512 BF16 and fp32 on other CPUs (``models/precision.py``), fp16 or
+bf16 on CUDA, where the model moves to the GPU. bf16 and fp16 cast the weights (measured
+faster than autocast, docs/models.md); ``int8`` is torch's deprecated dynamic quantisation
+of the linear layers, kept only as an explicit opt-in that logs a warning.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +24,26 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from models.precision import choose_device, choose_precision
+
 hf_logging.disable_progress_bar()
+log = logging.getLogger("tango.teacher")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_target(precision: str = "auto", device: str = "auto") -> tuple[str, str]:
+    """``(device, precision)``: CUDA if torch sees a GPU (``auto``; the CPU for int8), and the precision for it."""
+    device = "cpu" if precision == "int8" and device == "auto" else choose_device(device, torch.cuda.is_available())
+    cuda_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return device, choose_precision(precision, device, cuda_bf16=cuda_bf16)
+
+
+def _int8(model: torch.nn.Module) -> torch.nn.Module:
+    log.warning("teacher precision int8 (torch.ao dynamic quantisation) is deprecated in torch and slower than bf16 "
+                "on CPUs with AMX or AVX-512 BF16; use auto (docs/models.md)")
+    with warnings.catch_warnings():  # torch's own deprecation notice: said once above, in our words
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def length_buckets(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
@@ -47,18 +74,29 @@ class TeacherClassifier:
     model: torch.nn.Module
     max_length: int = 64
     token_budget: int = 4096
+    precision: str = "fp32"  # as run: fp32, bf16, fp16 or int8 (never auto)
+    device: str = "cpu"
 
     @classmethod
-    def load(cls, name_or_path: str | Path, *, max_length: int = 64, int8: bool = False, token_budget: int = 4096) -> "TeacherClassifier":
-        """Load from a ``save_pretrained`` folder or a hub id; safetensors only, no remote code."""
+    def load(cls, name_or_path: str | Path, *, max_length: int = 64, precision: str = "fp32", device: str = "cpu",
+             token_budget: int = 4096) -> "TeacherClassifier":
+        """Load from a ``save_pretrained`` folder or a hub id; safetensors only, no remote code.
+
+        ``precision`` and ``device`` may be ``auto`` (``resolve_target``); the defaults keep
+        fp32 on the CPU, what training and evaluation use.
+        """
+        device, precision = resolve_target(precision, device)
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
             str(name_or_path), trust_remote_code=False, use_safetensors=True
         )
         model.eval()
-        if int8:
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        return cls(tokenizer=tokenizer, model=model, max_length=max_length, token_budget=token_budget)
+        if precision == "int8":
+            model = _int8(model)
+        else:
+            model = model.to(device=device, dtype=DTYPES[precision])
+        return cls(tokenizer=tokenizer, model=model, max_length=max_length, token_budget=token_budget,
+                   precision=precision, device=device)
 
     @property
     def num_labels(self) -> int:
@@ -74,5 +112,7 @@ class TeacherClassifier:
         with torch.inference_mode():
             for chunk in length_buckets(lengths, self.token_budget):
                 batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in chunk]}, return_tensors="pt")
-                out[chunk] = self.model(**batch).logits.float().numpy()
+                if self.device != "cpu":
+                    batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                out[chunk] = self.model(**batch).logits.float().cpu().numpy()
         return out

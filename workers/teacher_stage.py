@@ -4,8 +4,10 @@ A shadow request (the shadow audit) gets a shadow answer on its own topic instea
 result: the teacher's label next to the student's, never merged into the output.
 
 Pure like the student stage (the logits are a callable), plus ``build_teacher_stage``,
-which loads the teacher a bundle names (or the ``teacher_model`` setting's) and checks it
-against the bundle's labels.
+which loads the teacher a bundle names (or the ``teacher_model`` setting's) on the GPU if
+there is one, in the ``teacher_precision`` setting's precision (``auto``: the hardware's
+choice), checks it against the bundle's labels, and names the precision in the version
+results carry (``<version>-bf16``).
 """
 
 from __future__ import annotations
@@ -109,18 +111,22 @@ class TeacherMismatch(ValueError):
 
 
 def build_teacher_stage(settings: "Settings", bundle: "Bundle", worker: str | None = None) -> TeacherStage:
-    """Load the bundle's teacher (or ``settings.teacher_model``) and wrap it in a stage."""
+    """Load the bundle's teacher (or ``settings.teacher_model``) and wrap it in a stage.
+
+    The device is CUDA when torch sees a GPU, else the CPU; batches stay cut by the token budget.
+    """
     from models.teacher import TeacherClassifier  # noqa: PLC0415 - torch and transformers: only where served
 
     source = settings.teacher_model or bundle.teacher_path
     teacher = TeacherClassifier.load(
-        source, max_length=bundle.manifest.max_length, int8=settings.teacher_int8, token_budget=settings.teacher_token_budget
+        source, max_length=bundle.manifest.max_length, precision=settings.teacher_precision, device="auto",
+        token_budget=settings.teacher_token_budget,
     )
     if teacher.num_labels != len(bundle.manifest.labels):
         raise TeacherMismatch(f"teacher {source} has {teacher.num_labels} labels, the bundle {len(bundle.manifest.labels)}")
     version = bundle.manifest.teacher.version if not settings.teacher_model else f"teacher-{settings.teacher_model}"
     return TeacherStage(
-        logits=teacher.logits, labels=bundle.manifest.labels, teacher_version=version + ("-int8" if settings.teacher_int8 else ""),
+        logits=teacher.logits, labels=bundle.manifest.labels, teacher_version=f"{version}-{teacher.precision}",
         results_topic=settings.teacher_results_topic, dlq_topic=settings.dlq_topic, worker=worker or worker_name("teacher"),
         shadow_results_topic=settings.shadow_results_topic,
     )

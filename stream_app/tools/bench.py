@@ -292,7 +292,7 @@ def run_models_bench(args: argparse.Namespace) -> int:
 
 
 def add_cli(commands) -> None:
-    models = commands.add_parser("bench-models", help="micro-benchmark the student and teacher alone (fp32/int8, padded/bucketed)")
+    models = commands.add_parser("bench-models", help="micro-benchmark the student and teacher alone (every precision side by side, padded/bucketed)")
     models.add_argument("--data", default="", help="labelled dataset (default: ../shared/data/emotion, else dair-ai/emotion)")
     models.add_argument("--split", default="test")
     models.add_argument("--limit", type=int, default=0, help="use the first N records (0: all)")

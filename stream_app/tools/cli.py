@@ -3,7 +3,7 @@
 Subcommands: ``kafka`` (a local broker), ``stream`` (student + merge), ``teacher``
 (a teacher worker), ``produce`` (JSONL to the input topic), ``tail`` (print a topic),
 ``settings`` (every setting with its variable and default), and the model commands
-``train``, ``evaluate`` and ``wos``.
+``train``, ``evaluate``, ``wos`` and ``base-models``.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def cmd_teacher(args: argparse.Namespace) -> int:
         raise SystemExit(f"tango: {exc}") from None
     source = settings.teacher_model or bundle.teacher_path
     ensure_topics(settings)
-    structlog.get_logger("tango.teacher").info("teacher loaded", source=str(source), version=stage.teacher_version, int8=settings.teacher_int8)
+    structlog.get_logger("tango.teacher").info("teacher loaded", source=str(source), version=stage.teacher_version,
+                                               precision_setting=settings.teacher_precision)
 
     async def main() -> None:
         # a teacher_model setting pins the teacher: the bundle folder is not watched for another

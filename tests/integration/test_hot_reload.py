@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -86,8 +87,8 @@ def test_a_new_bundle_is_served_without_a_restart(kafka_local, bundles, tmp_path
     ids = Counter(r["id"] for r in results)
     assert len(ids) == TWEETS and max(ids.values()) == 1, "every tweet exactly once across the switches"
     students = Counter(r["models"]["student"] for r in results)
-    # the served teacher's version is the bundle's, with its precision appended ("-int8")
-    teachers = Counter(r["models"]["teacher"].removesuffix("-int8") for r in results if r["tier"] == "teacher")
+    # the served teacher's version is the bundle's, with its precision appended ("-bf16", "-fp32", ...)
+    teachers = Counter(re.sub(r"-(fp32|bf16|fp16|int8)$", "", r["models"]["teacher"]) for r in results if r["tier"] == "teacher")
     print(f"\n{guarantee}: student versions {dict(students)}, teacher versions {dict(teachers)}")
     assert set(students) == {old.student.version, new.student.version}
     assert set(teachers) == {old.teacher.version, new.teacher.version}

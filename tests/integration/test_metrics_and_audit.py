@@ -39,7 +39,7 @@ def settled(port: int, name: str, want: float, timeout: float = 30.0, **labels: 
 def test_every_process_exports_metrics_that_add_up(kafka_local, bundle, tmp_path):
     stream_port, *teacher_ports = free_ports(3)
     pipeline = Pipeline(kafka_local.bootstrap, bundle, tmp_path,
-                        extra_env={"TANGO_SHADOW_FRACTION": str(SHADOW_FRACTION), "TANGO_TEACHER_INT8": "false",
+                        extra_env={"TANGO_SHADOW_FRACTION": str(SHADOW_FRACTION), "TANGO_TEACHER_PRECISION": "fp32",
                                    "TANGO_LAG_CHECK_INTERVAL_S": "0.5"})
     texts = {f"m{i}": text for i, text in enumerate(tweet_texts(TWEETS, seed=7))}
     values = [orjson.dumps({"id": tweet_id, "text": text}) for tweet_id, text in texts.items()] + BAD

@@ -78,12 +78,12 @@ def test_env_float_accepts_integer_text():
 
 @pytest.mark.parametrize("raw", ["1", "true", "TRUE", "Yes", "on", " true "])
 def test_env_bool_true(raw):
-    assert Settings.from_env({"TANGO_TEACHER_INT8": raw}).teacher_int8 is True
+    assert Settings.from_env({"TANGO_LAG_ROUTING": raw}).lag_routing is True
 
 
 @pytest.mark.parametrize("raw", ["0", "false", "False", "NO", "off"])
 def test_env_bool_false(raw):
-    assert Settings.from_env({"TANGO_TEACHER_INT8": raw}).teacher_int8 is False
+    assert Settings.from_env({"TANGO_LAG_ROUTING": raw}).lag_routing is False
 
 
 def test_env_empty_string_for_str_setting():
@@ -103,9 +103,9 @@ def test_unrelated_env_ignored():
         ("TANGO_DEDUP_WINDOW", "1_000x", "int"),
         ("TANGO_STUDENT_BATCH_WAIT", "fast", "float"),
         ("TANGO_THRESHOLD", "", "float"),
-        ("TANGO_TEACHER_INT8", "maybe", "bool"),
-        ("TANGO_TEACHER_INT8", "", "bool"),
-        ("TANGO_TEACHER_INT8", "2", "bool"),
+        ("TANGO_LAG_ROUTING", "maybe", "bool"),
+        ("TANGO_LAG_ROUTING", "", "bool"),
+        ("TANGO_LAG_ROUTING", "2", "bool"),
     ],
 )
 def test_bad_env_value_names_the_variable(var, raw, kind):
@@ -190,9 +190,9 @@ def test_env_applies_without_flag():
 
 
 def test_bool_flag_overrides_env_both_ways():
-    assert parse(["teacher", "--no-teacher-int8"], {"TANGO_TEACHER_INT8": "true"}).teacher_int8 is False
-    assert parse(["teacher", "--teacher-int8"], {"TANGO_TEACHER_INT8": "false"}).teacher_int8 is True
-    assert parse(["teacher"], {"TANGO_TEACHER_INT8": "yes"}).teacher_int8 is True
+    assert parse(["stream", "--no-lag-routing"], {"TANGO_LAG_ROUTING": "true"}).lag_routing is False
+    assert parse(["stream", "--lag-routing"], {"TANGO_LAG_ROUTING": "false"}).lag_routing is True
+    assert parse(["stream"], {"TANGO_LAG_ROUTING": "yes"}).lag_routing is True
 
 
 def test_flags_typed():

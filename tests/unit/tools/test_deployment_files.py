@@ -343,11 +343,11 @@ def test_bogus_variable_is_reported(compose):
 def test_bad_setting_value_is_reported(compose):
     broken = copy.deepcopy(compose)
     broken["services"]["stream"]["environment"]["TANGO_TORCH_THREADS"] = "two"
-    broken["services"]["teacher"]["environment"]["TANGO_TEACHER_INT8"] = "maybe"
+    broken["services"]["teacher"]["environment"]["TANGO_TEACHER_PRECISION"] = "fp8"
     broken["services"]["teacher"]["environment"]["TANGO_LOG_FORMAT"] = "xml"
     problems = check_compose_environment(broken)
     assert any("TANGO_TORCH_THREADS" in p and "stream" in p for p in problems), problems
-    assert any("TANGO_TEACHER_INT8" in p for p in problems), problems
+    assert any("TANGO_TEACHER_PRECISION" in p and "fp8" in p for p in problems), problems
     assert any("log_format" in p for p in problems), problems
 
 
