@@ -191,22 +191,33 @@ def markdown(report: dict) -> str:
     lines = [
         f"Records per configuration: {report['records']}",
         "",
-        "| configuration | records/s | accuracy | teacher fraction | p50 / p95 / p99 ms (per tier) | CPU s / 1k | peak RSS MB (per process) | RSS growth |",
-        "|---|---:|---:|---:|---|---:|---|---:|",
+        "| configuration | records/s | accuracy | teacher fraction | p50 / p95 / p99 ms (per tier) | CPU s / 1k (per process) | peak RSS MB (per process) | RSS growth |",
+        "|---|---:|---:|---:|---|---|---|---:|",
     ]
+    steady = []
     for name, c in report["configs"].items():
         if name.startswith("cascade") and not c["teacher_fraction"]:
             name += " (routed nothing: the student path, not a cascade)"
-        latency = "; ".join(f"{t}: {v['p50']:.0f} / {v['p95']:.0f} / {v['p99']:.0f}" for t, v in c["latency_ms"].items())
-        rss = ", ".join(f"{p} {v:.0f}" for p, v in c["peak_rss_mb"].items())
-        growth = max((m["growth"] for m in c.get("memory", {}).values()), default=0.0)
-        accuracy = "—" if c["accuracy"] is None else f"{c['accuracy'] * 100:.2f}%"
-        lines.append(f"| {name} | {c['throughput']:.0f} | {accuracy} | {c['teacher_fraction']:.3f} | {latency} | {c['cpu_s_per_1k']:.2f} | {rss} | {growth * 100:+.1f}% |")
+        lines.append(_row(name, c))
+        if "steady" in c:
+            steady.append(_row(f"{name} at {c['steady']['rate']:.0f}/s", c["steady"]))
+    if steady:
+        lines += ["", "Steady load (the rate shown, a fraction of the burst's throughput):", "", *lines[2:4], *steady]
     r = report["ratios"]
     routed = report["configs"]["cascade-1"]["teacher_fraction"]
     lines += ["", f"cascade-1 (routed fraction {routed:.3f}) / teacher throughput: **{r['cascade_vs_teacher']}×**; "
               f"student / passthrough: **{r['student_vs_passthrough'] * 100:.0f}%**"]
     return "\n".join(lines)
+
+
+def _row(name: str, c: dict) -> str:
+    latency = "; ".join(f"{t}: {v['p50']:.0f} / {v['p95']:.0f} / {v['p99']:.0f}" for t, v in c["latency_ms"].items())
+    rss = ", ".join(f"{p} {v:.0f}" for p, v in c["peak_rss_mb"].items())
+    growth = max((m["growth"] for m in c.get("memory", {}).values()), default=0.0)
+    accuracy = "—" if c["accuracy"] is None else f"{c['accuracy'] * 100:.2f}%"
+    cpu = f"{c['cpu_s_per_1k']:.2f} (" + ", ".join(f"{p} {v:.2f}" for p, v in c.get("cpu_s_per_1k_by_process", {}).items()) + ")"
+    return (f"| {name} | {c['throughput']:.0f} | {accuracy} | {c['teacher_fraction']:.3f} | {latency} | {cpu} | {rss} "
+            f"| {growth * 100:+.1f}% |")
 
 
 def plot(report: dict, path: Path) -> None:
