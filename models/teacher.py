@@ -12,7 +12,9 @@ of the linear layers, kept only as an explicit opt-in that logs a warning.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +46,25 @@ def _int8(model: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():  # torch's own deprecation notice: said once above, in our words
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+ONEDNN_CACHE_ENTRIES = "64"
+M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES = -3, 65536  # glibc mallopt: larger blocks are mmap'd, returned on free
+
+
+def bound_inference_memory() -> None:
+    """Keep a serving process's memory flat when batch shapes vary (call before the first forward).
+
+    Measured on 400 teacher batches of random sizes (bf16, one thread): resident memory went from
+    1.1 to 2.3 GB and was still growing; with oneDNN's primitive cache at 64 entries (an
+    environment default the user can override) and glibc returning large blocks on free, it
+    levelled off at about 1.4 GB after 250 batches, no slower.
+    """
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE_ENTRIES)
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
 
 
 def length_buckets(lengths: Sequence[int], token_budget: int) -> list[list[int]]:

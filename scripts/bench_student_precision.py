@@ -15,7 +15,6 @@ import json
 import statistics
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch

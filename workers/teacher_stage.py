@@ -115,8 +115,9 @@ def build_teacher_stage(settings: "Settings", bundle: "Bundle", worker: str | No
 
     The device is CUDA when torch sees a GPU, else the CPU; batches stay cut by the token budget.
     """
-    from models.teacher import TeacherClassifier  # noqa: PLC0415 - torch and transformers: only where served
+    from models.teacher import TeacherClassifier, bound_inference_memory  # noqa: PLC0415 - only where served
 
+    bound_inference_memory()
     source = settings.teacher_model or bundle.teacher_path
     teacher = TeacherClassifier.load(
         source, max_length=bundle.manifest.max_length, precision=settings.teacher_precision, device="auto",

@@ -127,7 +127,7 @@ def run_config(config: str, args, settings, texts, labels, logs: Path) -> dict:
         # warm-up: loads the models, joins the groups, fills the caches; not measured
         warm = [(f"warm-{i}", texts[i % len(texts)]) for i in range(args.warmup)]
         run.send(warm)
-        collected = run.collect(consumer, {w[0] for w in warm}, timeout=args.timeout)
+        run.collect(consumer, {w[0] for w in warm}, timeout=args.timeout)
         pids = {name: p.pid for name, p in run.processes.items()}
         if args.broker_pid:
             pids["broker"] = args.broker_pid

@@ -4,6 +4,7 @@ and overridden by the ``teacher_precision`` setting; what serving loads and the 
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import torch
@@ -134,3 +135,14 @@ def test_on_a_gpu_the_teacher_runs_there(bundle):
     assert next(teacher.model.parameters()).is_cuda
     fp32 = TeacherClassifier.load(bundle.teacher_path).logits(TEXTS).argmax(1)
     assert (teacher.logits(TEXTS).argmax(1) == fp32).mean() >= 0.9
+
+
+def test_serving_bounds_onednn_cache_but_keeps_the_users_choice(monkeypatch):
+    from models.teacher import ONEDNN_CACHE_ENTRIES, bound_inference_memory
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    bound_inference_memory()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == ONEDNN_CACHE_ENTRIES
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")
+    bound_inference_memory()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"
