@@ -1,7 +1,7 @@
 """The teacher worker (``tango teacher``): consume → batch → infer → produce → commit.
 
-Any number of these processes share the teacher topic's partitions through one
-consumer group. Commit order (the invariant kept in ``_handle``): offsets are
+Any number of these processes share the teacher topic's partitions (and the shadow
+audit's topic) through one consumer group. Commit order (the invariant kept in ``_handle``): offsets are
 committed only after every result of the batch is acknowledged by the broker, so a
 worker that dies loses nothing; its uncommitted batch is redelivered to another
 worker and the merge drops the repeated results.
@@ -23,6 +23,7 @@ import asyncio
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import structlog
 from aiokafka import (
@@ -50,6 +51,9 @@ from stream_app.settings import Settings
 from stream_app.shutdown import start_shutdown_watchdog
 from workers.teacher_stage import TeacherStage
 
+if TYPE_CHECKING:
+    from models.bundle import Bundle
+
 log = structlog.get_logger("tango.teacher")
 
 
@@ -58,7 +62,7 @@ def _incoming(r) -> Incoming:
 
 
 class TeacherWorker:
-    def __init__(self, settings: Settings, stage: TeacherStage, bundle=None):
+    def __init__(self, settings: Settings, stage: TeacherStage, bundle: "Bundle | None" = None):
         self.settings = settings
         self.stage = stage  # replaced between batches by a reload (workers.teacher_operations)
         self.bundle = bundle  # what ``stage`` was built from; None: no reload
