@@ -43,21 +43,21 @@ class FakeProducer:
 
     async def send_batch(self, batch, topic, *, partition):
         self.batches.append((topic, partition, batch.records))
-        future = asyncio.get_running_loop().create_future()
-        if partition == self.refuse_partition:
-            future.set_exception(MessageSizeTooLargeError())
-        else:
-            future.set_result(None)
-        return future
+        return acknowledged(refused=partition == self.refuse_partition)
 
     async def send(self, topic, key, value, headers):
         self.singles.append((topic, key))
-        future = asyncio.get_running_loop().create_future()
-        if key == self.refuse_key:
-            future.set_exception(MessageSizeTooLargeError())
-        else:
-            future.set_result(None)
-        return future
+        return acknowledged(refused=key == self.refuse_key)
+
+
+def acknowledged(refused: bool) -> asyncio.Future:
+    """The broker's answer: acknowledged, or refused as too large."""
+    future = asyncio.get_running_loop().create_future()
+    if refused:
+        future.set_exception(MessageSizeTooLargeError())
+    else:
+        future.set_result(None)
+    return future
 
 
 def outputs(n: int, topic: str = "out") -> list[Output]:
