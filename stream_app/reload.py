@@ -65,7 +65,7 @@ class BundleWatch(Generic[Built]):
 
     async def check(self, force: bool = False) -> str:
         """Look once; returns "unchanged", "same", "reloaded" or "refused"."""
-        signature = bundle_signature(self.root)
+        signature = await asyncio.to_thread(bundle_signature, self.root)  # a stat per file: not on the loop
         if signature == self._signature and not force:
             return "unchanged"
         self._signature = signature

@@ -60,9 +60,10 @@ class BatchSender:
     async def send(self, outputs: Sequence[Output]) -> list[str]:
         """Produce ``outputs``; returns the reasons of dead letters sent instead of refused ones."""
         await self.start()
+        partitions_of = {topic: await self._partitions_of(topic) for topic in {o.topic for o in outputs}}
         by_partition: dict[tuple[str, int], list[int]] = {}
-        for i, output in enumerate(outputs):
-            partitions = await self._partitions_of(output.topic)
+        for i, output in enumerate(outputs):  # the hot loop: no await per record
+            partitions = partitions_of[output.topic]
             partition = self.partitioner(output.key, partitions, partitions)
             by_partition.setdefault((output.topic, partition), []).append(i)
         sent: list[tuple[asyncio.Future, list[int]]] = []
@@ -71,11 +72,12 @@ class BatchSender:
             batch, members = self.producer.create_batch(), []
             for i in indices:
                 o = outputs[i]
-                if batch.append(key=o.key, value=o.value, timestamp=None, headers=list(o.headers)) is None:
+                headers = list(o.headers)
+                if batch.append(key=o.key, value=o.value, timestamp=None, headers=headers) is None:
                     if members:  # full: send it and start the next
                         sent.append((await self.producer.send_batch(batch, topic, partition=partition), members))
                     batch, members = self.producer.create_batch(), []
-                    if batch.append(key=o.key, value=o.value, timestamp=None, headers=list(o.headers)) is None:
+                    if batch.append(key=o.key, value=o.value, timestamp=None, headers=headers) is None:
                         unbatched.append(i)
                         continue
                 members.append(i)
