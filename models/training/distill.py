@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from models.bundle import sha256_file
 from models.student_nets import build_student, count_parameters
 from models.student_tokenizer import PAD_ID, encode_batch, train_tokenizer
-from models.teacher import TeacherClassifier
+from models.teacher import TeacherClassifier, bulk_token_budget, resolve_target
 from models.training.checkpoints import texts_hash
 from models.training.teacher_train import bucketed_batches
 
@@ -46,8 +46,10 @@ def teacher_identity(teacher_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
-def logits_cache_key(texts: Sequence[str], teacher_id: str, max_length: int) -> str:
-    return hashlib.sha256(f"{texts_hash(texts)}|{teacher_id}|{max_length}".encode()).hexdigest()[:32]
+def logits_cache_key(texts: Sequence[str], teacher_id: str, max_length: int, precision: str = "fp32") -> str:
+    """fp32 logits keep the key they always had; other precisions add theirs."""
+    suffix = "" if precision == "fp32" else f"|{precision}"
+    return hashlib.sha256(f"{texts_hash(texts)}|{teacher_id}|{max_length}{suffix}".encode()).hexdigest()[:32]
 
 
 def teacher_logits_cached(
@@ -59,17 +61,26 @@ def teacher_logits_cached(
     progress: bool = True,
     teacher: TeacherClassifier | None = None,
     log: Callable[[str], None] = print,
+    precision: str = "fp32",
 ) -> np.ndarray:
-    """The teacher's logits for ``texts``, read from the cache when present, else computed and cached."""
+    """The teacher's logits for ``texts``, read from the cache when present, else computed and cached.
+
+    ``precision`` is the one the logits are computed in (never ``auto``; a given ``teacher``
+    must run in it): it is part of the cache key, so fp32 and bf16 logits never mix.
+    """
     cache_dir = Path(cache_dir)
-    key = logits_cache_key(texts, teacher_identity(teacher_dir), max_length)
+    if teacher is not None and teacher.precision != precision:
+        raise ValueError(f"the teacher runs in {teacher.precision}, the logits asked for are {precision}")
+    key = logits_cache_key(texts, teacher_identity(teacher_dir), max_length, precision)
     path = cache_dir / f"{key}.safetensors"
     if path.is_file():
         cached = load_np(path)["logits"]
         if cached.shape[0] == len(texts):
             log(f"teacher logits for {len(texts)} texts read from cache {path.name}")
             return cached
-    teacher = teacher or TeacherClassifier.load(teacher_dir, max_length=max_length, token_budget=8192)
+    if teacher is None:
+        device = resolve_target(precision, "auto")[0]
+        teacher = TeacherClassifier.load(teacher_dir, max_length=max_length, token_budget=bulk_token_budget(device), precision=precision, device=device)
     parts = []
     started = time.perf_counter()
     with tqdm(total=len(texts), desc="teacher soft labels", unit="text", disable=not progress, mininterval=2.0) as bar:

@@ -45,7 +45,7 @@ from models.bundle import (
 from models.cascade import calibrated_probs
 from models.student import StudentClassifier
 from models.student_nets import ARCHITECTURES, count_parameters
-from models.teacher import TeacherClassifier
+from models.teacher import TeacherClassifier, bulk_token_budget, resolve_target
 from models.training.augment import AugmentConfig, augment_texts
 from models.training.calibrate import (
     choose_threshold,
@@ -56,7 +56,7 @@ from models.training.calibrate import (
     time_per_record,
 )
 from models.training.checkpoints import run_stage, stable_hash, texts_hash
-from models.training.data import TextDataset, dataset_name, load_dataset
+from models.training.data import Split, TextDataset, dataset_name, load_dataset
 from models.training.distill import (
     DISTILL_DEFAULTS,
     DistillConfig,
@@ -66,7 +66,17 @@ from models.training.distill import (
     teacher_logits_cached,
 )
 from models.training.report import write_report
+from models.training.tango_curve import (
+    RecordCosts,
+    cascade_curve,
+    measure_cascade,
+    oracle_curve,
+    random_curve,
+    student_cpu_per_record,
+    teacher_cpu_per_record,
+)
 from models.training.teacher_train import TeacherConfig, accuracy, train_teacher
+from models.training.transfer_data import load_unlabelled
 
 STAGE_VERSION = 1
 
@@ -100,6 +110,10 @@ class TrainConfig:
     transfer_limit: int = 0  # if > 0, at most this many original train texts seed the transfer set
     threads: int = 2
     progress: bool = True
+    # the precision the teacher labels the transfer set and is calibrated in; ``auto`` is the
+    # one a teacher worker serves it in on this machine (bf16 with AMX or AVX-512 BF16)
+    label_precision: str = "auto"
+    transfer_data: str = ""  # a file or folder of unlabelled in-domain texts the teacher labels for distillation
     extra: dict[str, Any] = field(default_factory=dict)  # student / distillation / augmentation overrides
 
     def out_path(self) -> Path:
@@ -139,6 +153,18 @@ def teacher_stage(cfg: TrainConfig, dataset: TextDataset, log: Callable[[str], N
     return run_stage(out / "work" / "stages", "teacher", key, run, [out / "teacher" / "model.safetensors"], log=log)
 
 
+def label_precision(cfg: TrainConfig) -> str:
+    """``cfg.label_precision`` resolved for this machine (never ``auto``)."""
+    return resolve_target(cfg.label_precision, "auto")[1]
+
+
+def labelling_teacher(cfg: TrainConfig) -> TeacherClassifier:
+    """The bundle's teacher as it labels and is calibrated: in ``label_precision``, on a GPU if there is one."""
+    device, precision = resolve_target(label_precision(cfg), "auto")
+    return TeacherClassifier.load(cfg.out_path() / "teacher", max_length=cfg.teacher.max_length, token_budget=bulk_token_budget(device),
+                                  precision=precision, device=device)
+
+
 def setup_torch(cfg: TrainConfig) -> None:
     torch.set_num_threads(max(1, cfg.threads))
 
@@ -157,12 +183,28 @@ def log_to(path: Path | None) -> Callable[[str], None]:
 # --- soft labels -----------------------------------------------------------------------
 
 
-def transfer_set(cfg: TrainConfig, train_texts: list[str], train_labels: list[int]) -> tuple[list[str], list[int]]:
-    """Original train texts (with gold) followed by their augmented variants (gold -1)."""
+@dataclass(frozen=True)
+class TransferSet:
+    """What the students learn from: the train texts (with gold), their augmented variants
+    and the ``--transfer-data`` texts (both gold -1: the teacher's soft labels only)."""
+
+    texts: list[str]
+    gold: list[int]
+    unlabelled: int  # how many of the last texts came from --transfer-data
+
+    def vocabulary_texts(self) -> list[str]:
+        """Real texts the student tokenizer learns its words from (not the augmented ones)."""
+        labelled = [t for t, g in zip(self.texts, self.gold) if g >= 0]
+        return labelled + (self.texts[len(self.texts) - self.unlabelled :] if self.unlabelled else [])
+
+
+def transfer_set(cfg: TrainConfig, train_texts: list[str], train_labels: list[int]) -> TransferSet:
     aug_cfg = AugmentConfig(**{**asdict(AugmentConfig(seed=cfg.seed)), **cfg.extra.get("augment", {})})
     seeds, seed_labels = _subsample(train_texts, train_labels, cfg.transfer_limit, cfg.seed + 1)
     augmented = augment_texts(seeds, aug_cfg) if aug_cfg.per_text > 0 else []
-    return list(train_texts) + augmented, list(train_labels) + [-1] * len(augmented)
+    unlabelled = load_unlabelled(cfg.transfer_data, exclude=train_texts) if cfg.transfer_data else []
+    extra = augmented + unlabelled
+    return TransferSet(list(train_texts) + extra, list(train_labels) + [-1] * len(extra), len(unlabelled))
 
 
 def soft_label_stage(cfg: TrainConfig, dataset: TextDataset, log: Callable[[str], None] = print) -> dict:
@@ -170,24 +212,29 @@ def soft_label_stage(cfg: TrainConfig, dataset: TextDataset, log: Callable[[str]
     work = out / "work"
     train = dataset.split("train")
     texts, labels = _subsample(train.texts, train.labels, cfg.train_limit, cfg.seed)
-    transfer, gold = transfer_set(cfg, texts, labels)
+    transfer_data = transfer_set(cfg, texts, labels)
+    transfer, gold = transfer_data.texts, transfer_data.gold
     teacher_id = teacher_identity(out / "teacher")
     max_length = cfg.teacher.max_length
-    key = stable_hash({"v": STAGE_VERSION, "texts": texts_hash(transfer), "gold": stable_hash(gold), "teacher": teacher_id, "max_length": max_length})
+    precision = label_precision(cfg)
+    key_parts = {"v": STAGE_VERSION, "texts": texts_hash(transfer), "gold": stable_hash(gold), "teacher": teacher_id, "max_length": max_length}
+    key = stable_hash(key_parts if precision == "fp32" else {**key_parts, "precision": precision})
 
     def run() -> dict:
-        teacher = TeacherClassifier.load(out / "teacher", max_length=max_length, token_budget=8192)
-        result: dict[str, Any] = {"transfer_size": len(transfer), "original": len(texts), "augmented": len(transfer) - len(texts)}
-        teacher_logits_cached(out / "teacher", transfer, work / "cache", max_length, progress=cfg.progress, teacher=teacher, log=log)
+        teacher = labelling_teacher(cfg)
+        result: dict[str, Any] = {"transfer_size": len(transfer), "original": len(texts), "unlabelled": transfer_data.unlabelled,
+                                  "augmented": len(transfer) - len(texts) - transfer_data.unlabelled, "precision": precision}
+        teacher_logits_cached(out / "teacher", transfer, work / "cache", max_length, progress=cfg.progress, teacher=teacher, log=log, precision=precision)
         for split in ("validation", "test"):
             if dataset.has_split(split):
                 part = dataset.split(split)
-                logits = teacher_logits_cached(out / "teacher", part.texts, work / "cache", max_length, progress=cfg.progress, teacher=teacher, log=log)
+                logits = teacher_logits_cached(out / "teacher", part.texts, work / "cache", max_length, progress=cfg.progress, teacher=teacher, log=log,
+                                               precision=precision)
                 result[f"teacher_{split}_accuracy"] = accuracy(logits, part.labels)
         return result
 
     result = run_stage(work / "stages", "soft_labels", key, run, [work / "cache"], log=log)
-    result["transfer"], result["gold"] = transfer, gold
+    result["transfer_set"] = transfer_data
     return result
 
 
@@ -196,7 +243,7 @@ def soft_label_stage(cfg: TrainConfig, dataset: TextDataset, log: Callable[[str]
 PARAM_LIMITS = {"mlp": 200_000, "bilstm": 2_000_000}
 
 
-def student_stage(cfg: TrainConfig, dataset: TextDataset, arch: str, transfer: list[str], gold: list[int], log: Callable[[str], None] = print) -> dict:
+def student_stage(cfg: TrainConfig, dataset: TextDataset, arch: str, transfer_data: TransferSet, log: Callable[[str], None] = print) -> dict:
     out = cfg.out_path()
     work = out / "work"
     folder = work / "students" / arch
@@ -204,7 +251,9 @@ def student_stage(cfg: TrainConfig, dataset: TextDataset, arch: str, transfer: l
     overrides = cfg.extra.get("students", {}).get(arch, {})
     dcfg = replace(DISTILL_DEFAULTS.get(arch, DistillConfig()), seed=cfg.seed, max_length=max_length)
     dcfg = replace(dcfg, **cfg.extra.get("distill", {}).get(arch, {}))
-    teacher_id = teacher_identity(out / "teacher")
+    transfer, gold = transfer_data.texts, transfer_data.gold
+    precision = label_precision(cfg)
+    teacher_id = teacher_identity(out / "teacher") + ("" if precision == "fp32" else f"|{precision}")
     val = dataset.split("validation")
     key = stable_hash(
         {"v": STAGE_VERSION, "arch": arch, "overrides": overrides, "distill": asdict(dcfg), "texts": texts_hash(transfer),
@@ -212,9 +261,8 @@ def student_stage(cfg: TrainConfig, dataset: TextDataset, arch: str, transfer: l
     )
 
     def run() -> dict:
-        logits = teacher_logits_cached(out / "teacher", transfer, work / "cache", max_length, progress=cfg.progress, log=log)
-        originals = [t for t, g in zip(transfer, gold) if g >= 0]
-        net, tokenizer, config = make_student(arch, originals, len(dataset.labels), overrides)
+        logits = teacher_logits_cached(out / "teacher", transfer, work / "cache", max_length, progress=cfg.progress, log=log, precision=precision)
+        net, tokenizer, config = make_student(arch, transfer_data.vocabulary_texts(), len(dataset.labels), overrides)
         log(f"student {arch}: {count_parameters(net):,} parameters, vocabulary {tokenizer.get_vocab_size():,}")
         result = distill(net, tokenizer, transfer, logits, gold, val.texts, val.labels, dcfg, progress=cfg.progress, desc=arch, log=log)
         if folder.exists():
@@ -244,10 +292,12 @@ def calibrate_stage(cfg: TrainConfig, dataset: TextDataset, students: dict[str, 
     max_length = cfg.teacher.max_length
     val = dataset.split("validation")
     test = dataset.split("test") if dataset.has_split("test") else None
-    teacher = TeacherClassifier.load(out / "teacher", max_length=max_length, token_budget=8192)
-    t_val = teacher_logits_cached(out / "teacher", val.texts, work / "cache", max_length, progress=False, teacher=teacher, log=log)
+    teacher = labelling_teacher(cfg)
+    logits_of = lambda texts: teacher_logits_cached(out / "teacher", texts, work / "cache", max_length, progress=False, teacher=teacher, log=log,  # noqa: E731
+                                                    precision=teacher.precision)
+    t_val = logits_of(val.texts)
     teacher_val_acc = accuracy(t_val, val.labels)
-    t_test = teacher_logits_cached(out / "teacher", test.texts, work / "cache", max_length, progress=False, teacher=teacher, log=log) if test else None
+    t_test = logits_of(test.texts) if test else None
     teacher_test_acc = accuracy(t_test, test.labels) if test else None
 
     timing_texts = val.texts[: int(cfg.extra.get("timing_records", 320))]
@@ -282,11 +332,48 @@ def calibrate_stage(cfg: TrainConfig, dataset: TextDataset, students: dict[str, 
         log(f"student {arch}: T={temperature:.3f}, threshold {choice.row.threshold:.4f} ({choice.rule}), validation cascade {choice.row.accuracy:.4f} "
             f"with {choice.row.teacher_fraction:.3f} to the teacher, speed-up {choice.row.speedup:.2f}x")
     stage_times["calibration"] = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
+    curves = measured_curves(cfg, test or val, teacher, logits_of(test.texts) if test else t_val, summary, log)
+    stage_times["measured_costs"] = round(time.perf_counter() - started, 1)
 
     serve = cfg.serve or max((a for a in summary if summary[a]["fits"]), key=lambda a: (summary[a]["validation_accuracy"], -summary[a]["parameters"]), default=next(iter(summary)))
     if serve not in summary:
         raise ValueError(f"--serve {serve!r} is not among the trained students {sorted(summary)}")
+    curves["served"] = serve
+    entry = summary[serve]
+    student = load_student_from(work / "students" / serve, serve, entry["config"], max_length)
+    curves["measured_cascade"] = measure_cascade(student.logits, lambda x: calibrated_probs(x, entry["temperature"]), teacher, (test or val).texts,
+                                                 entry["threshold"])
+    log(f"cascade run at threshold {entry['threshold']:.4f}: {curves['measured_cascade']['cpu_s_per_1k']} CPU-s per 1,000 records, "
+        f"{curves['measured_cascade']['teacher_fraction']:.3f} routed")
+    (out / "tango_curve.json").write_text(json.dumps(curves) + "\n")
     return write_bundle(cfg, dataset, summary, serve, {"validation": teacher_val_acc, "test": teacher_test_acc}, teacher_cost, stage_times, log)
+
+
+def measured_curves(cfg: TrainConfig, split: Split, teacher: TeacherClassifier, t_logits: np.ndarray, summary: dict[str, dict],
+                    log: Callable[[str], None]) -> dict:
+    """The Tango figure's data on ``split``: per student, the cascade, random-routing and oracle
+    curves with measured CPU costs (``models.training.tango_curve``)."""
+    labels = np.asarray(split.labels)
+    teacher_costs = teacher_cpu_per_record(teacher, split.texts)
+    t_correct = t_logits.argmax(1) == labels
+    doc: dict[str, Any] = {"split": split.name, "records": len(labels), "teacher_precision": teacher.precision,
+                           "teacher": {"accuracy": float(t_correct.mean()), "cpu_s_per_1k": round(1000 * float(teacher_costs.mean()), 4)},
+                           "students": {}}
+    for arch, entry in summary.items():
+        student = load_student_from(cfg.out_path() / "work" / "students" / arch, arch, entry["config"], cfg.teacher.max_length)
+        costs = RecordCosts(student_cpu_per_record(student.logits, split.texts), teacher_costs)
+        s_logits = _student_logits(student, split.texts)
+        conf = calibrated_probs(s_logits, entry["temperature"]).max(axis=1)
+        s_correct = s_logits.argmax(1) == labels
+        doc["students"][arch] = {
+            "accuracy": float(s_correct.mean()), "cpu_s_per_1k": round(1000 * costs.student_s, 4), "threshold": entry["threshold"],
+            "cascade": [p.to_json() for p in cascade_curve(conf, s_logits.argmax(1), t_logits.argmax(1), labels, default_thresholds(conf), costs)],
+            "random": [p.to_json() for p in random_curve(s_correct, t_correct, costs)],
+            "oracle": [p.to_json() for p in oracle_curve(s_correct, t_correct, costs)],
+        }
+        log(f"measured on {split.name}: student {arch} {1000 * costs.student_s:.3f}, teacher {1000 * costs.teacher_mean_s:.3f} CPU-s per 1,000 records")
+    return doc
 
 
 def write_bundle(cfg: TrainConfig, dataset: TextDataset, summary: dict, serve: str, teacher_acc: dict, teacher_cost: float, stage_times: dict, log: Callable[[str], None]) -> dict:
@@ -357,7 +444,7 @@ def train_bundle(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
     times["soft_labels"] = soft["seconds"]
     students = {}
     for arch in cfg.students:
-        students[arch] = student_stage(cfg, dataset, arch, soft["transfer"], soft["gold"], log)
+        students[arch] = student_stage(cfg, dataset, arch, soft["transfer_set"], log)
         times[f"student_{arch}"] = students[arch]["seconds"]
     calibrate_stage(cfg, dataset, students, times, log)
     return out

@@ -1,9 +1,11 @@
-"""The bundle's human-readable report: ``report.md`` (tables) and ``tradeoff.png``
-(cascade accuracy against expected speed-up at each threshold, beside teacher-only and
-each student alone)."""
+"""The bundle's human-readable report: ``report.md`` (tables) and ``tradeoff.png``, the
+Tango figure: accuracy against measured CPU-seconds per 1,000 records for the cascade at
+each threshold, random routing and the oracle (``tango_curve.json``, from
+``models.training.tango_curve``), beside teacher-only and each student alone."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -92,43 +94,72 @@ def write_report(out: Path, manifest_extra: dict[str, Any], summary: dict[str, d
             f"| {row['threshold']:.4f}{mark} | {_pct(row['teacher_fraction'])} | {_pct(row['accuracy'])} | {row['speedup']:.2f}x "
             f"| {_pct(t.get('teacher_fraction'))} | {_pct(t.get('accuracy'))} |"
         )
+    curves_path = out / "tango_curve.json"
+    curves = json.loads(curves_path.read_text()) if curves_path.is_file() else None
+    if curves:
+        lines += measured_cost_lines(curves)
     times = extra.get("stage_seconds", {})
     if times:
         lines += ["", "## Stage wall times (seconds, when the stage last ran)", "", "| stage | seconds |", "|---|---:|"]
         lines += [f"| {k} | {v} |" for k, v in times.items()]
-    lines += ["", "![accuracy vs speed-up](tradeoff.png)", ""]
+    lines += ["", "![accuracy vs measured cost](tradeoff.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
-    plot_tradeoff(out / "tradeoff.png", extra, summary)
+    if curves:
+        plot_tango(out / "tradeoff.png", extra["dataset"], curves)
 
 
-def plot_tradeoff(path: Path, extra: dict, summary: dict[str, dict]) -> None:
+def _at_threshold(points: list[dict], threshold: float) -> dict:
+    return min(points, key=lambda p: abs(p["threshold"] - threshold))
+
+
+def measured_cost_lines(curves: dict) -> list[str]:
+    """The report's table of measured CPU costs on the curve's split, and the real cascade run."""
+    teacher = curves["teacher"]
+    lines = ["", f"## Measured cost ({curves['split']} split, {curves['records']:,} records, teacher in {curves['teacher_precision']})", "",
+             "CPU-seconds per 1,000 records from a timed run of each model over the split (all threads of the process).", "",
+             "| configuration | accuracy | to teacher | CPU-s / 1k records | speed-up over teacher-only |", "|---|---:|---:|---:|---:|",
+             f"| teacher only | {_pct(teacher['accuracy'])} | 100.00% | {teacher['cpu_s_per_1k']:.3f} | 1.00x |"]
+    for arch, entry in curves["students"].items():
+        lines.append(f"| {arch} alone | {_pct(entry['accuracy'])} | 0.00% | {entry['cpu_s_per_1k']:.3f} | {teacher['cpu_s_per_1k'] / entry['cpu_s_per_1k']:.1f}x |")
+        at = _at_threshold(entry["cascade"], entry["threshold"])
+        lines.append(f"| cascade, {arch}, threshold {entry['threshold']:.4f} (curve) | {_pct(at['accuracy'])} | {_pct(at['teacher_fraction'])} "
+                     f"| {at['cpu_s_per_1k']:.3f} | {teacher['cpu_s_per_1k'] / at['cpu_s_per_1k']:.1f}x |")
+    run = curves.get("measured_cascade")
+    if run:
+        lines.append(f"| cascade, {curves['served']}, run for real | — | {_pct(run['teacher_fraction'])} | {run['cpu_s_per_1k']:.3f} "
+                     f"| {teacher['cpu_s_per_1k'] / run['cpu_s_per_1k']:.1f}x |")
+    return lines
+
+
+def plot_tango(path: Path, dataset: str, curves: dict) -> None:
+    """Accuracy against measured CPU cost: cascade, random routing and oracle per student."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    teacher_acc = extra["teacher_accuracy"]
-    split = "test" if teacher_acc.get("test") is not None else "validation"
-    teacher_cost = extra["teacher_cost_per_record"]
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
-    for color, (arch, entry) in zip(colors, summary.items()):
-        rows = entry.get("test_sweep") if split == "test" else entry["validation_sweep"]
-        rows = sorted(rows or entry["validation_sweep"], key=lambda r: r["speedup"])
-        ax.plot([r["speedup"] for r in rows], [100 * r["accuracy"] for r in rows], "-", color=color, lw=1.4, label=f"cascade with {arch}")
-        chosen = entry.get("test_cascade") if split == "test" else entry["validation_cascade"]
-        if chosen:
-            ax.plot(chosen["speedup"], 100 * chosen["accuracy"], "*", color=color, ms=13,
-                    label=f"{arch}: chosen threshold {entry['threshold']:.3f} ({100 * chosen['teacher_fraction']:.0f}% to teacher)")
-        alone = entry.get("test_accuracy") if split == "test" else entry["validation_accuracy"]
-        ax.plot(teacher_cost / entry["cost_per_record"], 100 * alone, "o", color=color, ms=7, mfc="white", label=f"{arch} alone")
-    ax.plot(1.0, 100 * teacher_acc[split], "s", color="black", ms=8, label="teacher only")
+    xy = lambda points: ([p["cpu_s_per_1k"] for p in points], [100 * p["accuracy"] for p in points])  # noqa: E731
+    for color, (arch, entry) in zip(colors, curves["students"].items()):
+        ax.plot(*xy(sorted(entry["cascade"], key=lambda p: p["cpu_s_per_1k"])), "-", color=color, lw=1.6, label=f"cascade, {arch} student")
+        ax.plot(*xy(entry["random"]), "--", color=color, lw=1.0, alpha=0.8, label=f"random routing, {arch}")
+        ax.plot(*xy(entry["oracle"]), ":", color=color, lw=1.4, label=f"oracle (teacher only where {arch} is wrong)")
+        at = _at_threshold(entry["cascade"], entry["threshold"])
+        ax.plot(at["cpu_s_per_1k"], 100 * at["accuracy"], "*", color=color, ms=13,
+                label=f"{arch}: threshold {entry['threshold']:.3f} ({100 * at['teacher_fraction']:.1f}% to teacher)")
+        ax.plot(entry["cpu_s_per_1k"], 100 * entry["accuracy"], "o", color=color, ms=7, mfc="white", label=f"{arch} alone")
+    teacher = curves["teacher"]
+    ax.plot(teacher["cpu_s_per_1k"], 100 * teacher["accuracy"], "s", color="black", ms=8, label=f"teacher only ({curves['teacher_precision']})")
+    run = curves.get("measured_cascade")
+    if run:
+        ax.axvline(run["cpu_s_per_1k"], color="grey", lw=0.8, alpha=0.6)
     ax.set_xscale("log")
-    ax.set_xlabel("expected speed-up over teacher-only (log scale)")
-    ax.set_ylabel(f"accuracy on {split} (%)")
-    ax.set_title(f"{extra['dataset']}: accuracy vs speed-up by threshold")
+    ax.set_xlabel("CPU-seconds per 1,000 records, measured (log scale)")
+    ax.set_ylabel(f"accuracy on {curves['split']} (%)")
+    ax.set_title(f"{dataset}: accuracy against measured cost")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=6.5, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

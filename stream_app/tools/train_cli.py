@@ -48,6 +48,11 @@ def add_cli(subparsers) -> None:
     train.add_argument("--augment-per-text", type=int, default=8, help="augmented transfer texts made from each training text (0: none)")
     train.add_argument("--train-limit", type=int, default=0, help="subsample the train split to this many records (0: all)")
     train.add_argument("--transfer-limit", type=int, default=0, help="at most this many train texts seed the augmented transfer set (0: all)")
+    train.add_argument("--transfer-data", default="",
+                       help="unlabelled in-domain texts the teacher labels for distillation: a .jsonl file (a 'text' per line; "
+                            "labels ignored), a .txt file (a text per line) or a folder of them")
+    train.add_argument("--label-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                       help="precision the teacher labels the transfer set and is calibrated in (auto: as teacher workers serve it here)")
     train.add_argument("--student-epochs", type=int, default=0, help="override the students' distillation epochs")
     train.add_argument("--distill-temperature", type=float, default=0.0, help="override the KL temperature (default 2)")
     train.add_argument("--alpha", type=float, default=-1.0, help="override the KL weight on gold records (default 0.5)")
@@ -157,6 +162,7 @@ def config_from_args(args):
         data=args.data, out=args.out or str(default_out(args.data, CACHE_DIR / "bundles")), teacher=teacher, students=tuple(args.students), serve=args.serve,
         margin=args.margin, teacher_budget=args.teacher_budget, seed=args.seed, train_limit=args.train_limit,
         transfer_limit=args.transfer_limit, threads=args.threads, progress=not args.no_progress, extra=extra,
+        transfer_data=args.transfer_data, label_precision=args.label_precision,
     )
 
 

@@ -45,6 +45,37 @@ def test_train_writes_a_loadable_bundle(trained):
     assert json.loads((out / "teacher" / "config.json").read_text())["id2label"]["0"] == "negative"
 
 
+def test_the_tango_figure_is_measured(trained):
+    _, out, _ = trained
+    curves = json.loads((out / "tango_curve.json").read_text())
+    assert curves["split"] == "test" and curves["records"] == 30 and curves["teacher"]["cpu_s_per_1k"] > 0
+    for entry in curves["students"].values():
+        assert {"cascade", "random", "oracle"} <= set(entry) and entry["cpu_s_per_1k"] > 0
+        assert entry["random"][-1]["accuracy"] == pytest.approx(curves["teacher"]["accuracy"])
+        assert max(p["accuracy"] for p in entry["oracle"]) >= max(p["accuracy"] for p in entry["cascade"]) - 1e-9
+    run = curves["measured_cascade"]
+    assert run["records"] == 30 and run["cpu_s_per_1k"] > 0 and 0 <= run["teacher_fraction"] <= 1
+    assert "## Measured cost" in (out / "report.md").read_text()
+
+
+def test_transfer_data_is_labelled_by_the_teacher_and_feeds_the_vocabulary(trained, tmp_path, capsys):
+    data, out, argv = trained
+    extra = tmp_path / "unlabelled.txt"
+    extra.write_text("\n".join(f"zyzzyva word {i} appears only here" for i in range(40)) + "\n")
+    other = tmp_path / "bundle"
+    import shutil
+
+    shutil.copytree(out, other)  # the same teacher: only the transfer set changes
+    capsys.readouterr()
+    assert _run([*argv[:4], str(other), *argv[5:], "--students", "mlp", "--transfer-data", str(extra)]) == 0
+    printed = capsys.readouterr().out
+    assert "[teacher] reusing finished stage" in printed and "[soft_labels] running" in printed
+    stage = json.loads((other / "work" / "stages" / "soft_labels.json").read_text())["result"]
+    assert stage["unlabelled"] == 40
+    vocab = json.loads((other / "student" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert "zyzzyva" in vocab
+
+
 def test_evaluate_json_has_the_keys(trained, capsys):
     data, out, _ = trained
     capsys.readouterr()
