@@ -45,7 +45,7 @@ def test_bench_smoke(kafka_local, tmp_path):
     assert report["configs"]["student"]["teacher_fraction"] == 0.0
     assert report["configs"]["teacher"]["teacher_fraction"] > 0.95
     assert 0 < report["configs"]["cascade-1"]["teacher_fraction"] < 1
-    assert set(report["ratios"]) == {"cascade_vs_teacher", "student_vs_passthrough", "cascade_1_routed_fraction"}
+    assert set(report["ratios"]) == {"cascade_vs_teacher", "student_vs_passthrough", "cascade_1_routed_fraction", "cascade_minus_teacher_accuracy_points"}
     assert report["configs"]["cascade-1"]["is_cascade"] and not report["configs"]["student"]["is_cascade"]
     # accuracy against the gold labels: what the bundle's models predict offline for the same records
     loaded = load_bundle(bundle)
