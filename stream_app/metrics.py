@@ -42,6 +42,7 @@ def output_kinds(settings: Settings) -> dict[str, str]:
         settings.shadow_topic: "shadow_request",
         settings.shadow_results_topic: "shadow_result",
         settings.dlq_topic: "dead_letter",
+        **({settings.knowledge_topic: "knowledge"} if settings.knowledge_topic else {}),
     }
 
 

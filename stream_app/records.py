@@ -252,15 +252,39 @@ def result_headers(tier: str, produced_at: float) -> tuple[tuple[str, bytes], ..
     return ((H_TIER, tier.encode()), (H_PRODUCED_AT, repr(produced_at).encode()))
 
 
+def compact_probs(probs: Sequence[float], digits: int) -> list[float]:
+    """Probabilities rounded to ``digits`` decimals: what results and knowledge records carry.
+
+    >>> compact_probs([0.912345, 0.0876549], 3)
+    [0.912, 0.088]
+    """
+    return [round(float(p), digits) for p in probs]
+
+
 def shadow_answer(*, tweet_id: str, labels: Sequence[str], label_id: int, confidence: float, student_label_id: int,
-                  models: dict[str, str], threshold: float, decided_at: float, worker: str) -> bytes:
+                  models: dict[str, str], threshold: float, decided_at: float, worker: str,
+                  teacher_probs: Sequence[float] | None = None) -> bytes:
     """The teacher's answer to a shadow request, next to the student's (never merged)."""
-    return orjson.dumps({
+    answer = {
         "id": tweet_id, "label": labels[label_id], "label_id": label_id, "confidence": confidence,
         "student_label": labels[student_label_id], "student_label_id": student_label_id,
         "agreed": label_id == student_label_id, "models": models, "threshold": threshold,
         "decided_at": decided_at, "worker": worker,
-    })
+    }
+    if teacher_probs is not None:
+        answer["teacher_probs"] = list(teacher_probs)
+    return orjson.dumps(answer)
+
+
+def knowledge_record(*, tweet_id: str, text: str, probs: Sequence[float], source: str, models: dict[str, str],
+                     threshold: float | None, decided_at: float) -> bytes:
+    """What the teacher said about one tweet, kept for re-distilling the student.
+
+    ``source`` is ``routed`` (the student was unsure: a biased sample of hard tweets) or
+    ``shadow`` (the shadow audit's uniform sample of the tweets the student kept).
+    """
+    return orjson.dumps({"id": tweet_id, "text": text, "probs": list(probs), "source": source, "models": models,
+                         "threshold": threshold, "decided_at": decided_at})
 
 
 def result_record(
@@ -279,27 +303,20 @@ def result_record(
     decided_at: float,
     extra: dict[str, Any],
     worker: str,
+    teacher_probs: Sequence[float] | None = None,
 ) -> bytes:
     """One result: which label, how sure, which tier, model versions and threshold decided it.
 
     Times are epoch seconds: ``produced_at`` (input record timestamp), ``ingested_at``
     (the stream worker read it), ``decided_at`` (its deciding model finished).
+    ``teacher_probs``, on teacher-tier results, is the teacher's distribution over the labels.
     """
-    return orjson.dumps(
-        {
-            "id": tweet_id,
-            "label": labels[label_id],
-            "label_id": label_id,
-            "confidence": confidence,
-            "tier": tier,
-            "student_label": labels[student_label_id],
-            "student_confidence": student_confidence,
-            "models": models,
-            "threshold": threshold,
-            "produced_at": produced_at,
-            "ingested_at": ingested_at,
-            "decided_at": decided_at,
-            "worker": worker,
-            "extra": extra,
-        }
-    )
+    result = {
+        "id": tweet_id, "label": labels[label_id], "label_id": label_id, "confidence": confidence, "tier": tier,
+        "student_label": labels[student_label_id], "student_confidence": student_confidence, "models": models,
+        "threshold": threshold, "produced_at": produced_at, "ingested_at": ingested_at, "decided_at": decided_at,
+        "worker": worker, "extra": extra,
+    }
+    if teacher_probs is not None:
+        result["teacher_probs"] = list(teacher_probs)
+    return orjson.dumps(result)

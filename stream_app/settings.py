@@ -213,6 +213,24 @@ class Settings:
         "results.shadow", "Shadow-audit answers: the teacher's label next to the student's, never merged into the output.",
     )
 
+    # --- learning from the stream: what the teacher says is kept -------------------------------
+    teacher_probs_digits: int = setting(
+        3, "Decimal places of the teacher's probabilities that teacher-tier results, shadow answers and "
+        "knowledge records carry (3: about 6 bytes a label).", at_least=1, at_most=8,
+    )
+    knowledge_topic: str = setting(
+        "teacher.knowledge",
+        "Where teacher workers keep what the teacher said for re-distilling the student (`tango distill "
+        "--from-stream`): per routed or shadow-audited tweet its text, the teacher's probabilities and the "
+        "model versions. Empty keeps nothing.",
+    )
+    knowledge_retention_bytes: int = setting(
+        256 * 1024 * 1024,
+        "Bound on what the knowledge topic keeps: its retention.bytes per partition, set when the topic is "
+        "created (the oldest segments go first). -1: unbounded, kept for retention.ms alone.",
+        at_least=-1,
+    )
+
     # --- runtime --------------------------------------------------------------------------
     data_dir: str = setting(str(CACHE_DIR / "faust"), "Folder for the stream worker's local Faust state.")
     summary_interval_s: float = setting(10.0, "Seconds between a process's summary log lines.", positive=True)

@@ -3,6 +3,12 @@
 A shadow request (the shadow audit) gets a shadow answer on its own topic instead of a
 result: the teacher's label next to the student's, never merged into the output.
 
+Both carry the teacher's probabilities (``teacher_probs``, rounded), and, when a knowledge
+topic is set, each tweet's text and those probabilities also go there, for re-distilling
+the student from the stream (``tango distill --from-stream``). They are produced with the
+result in the same batch (the same transaction in exactly-once mode), so what is kept is
+what was answered.
+
 Pure like the student stage (the logits are a callable), plus ``build_teacher_stage``,
 which loads the teacher a bundle names (or the ``teacher_model`` setting's) on the GPU if
 there is one, in the ``teacher_precision`` setting's precision (``auto``: the hardware's
@@ -25,6 +31,8 @@ from stream_app.records import (
     Output,
     Reason,
     StageResult,
+    compact_probs,
+    knowledge_record,
     result_headers,
     result_record,
     shadow_answer,
@@ -48,6 +56,8 @@ class TeacherStage:
     dlq_topic: str
     worker: str = "teacher"
     shadow_results_topic: str = "results.shadow"
+    knowledge_topic: str = ""  # empty: keep nothing
+    probs_digits: int = 3
 
     def __call__(self, records: Sequence[Incoming]) -> StageResult:
         out = StageResult()
@@ -71,10 +81,17 @@ class TeacherStage:
             student = request["student"]
             models = {"student": student.get("version", ""), "teacher": self.teacher_version}
             key = request["id"].encode()
+            teacher_probs = compact_probs(row, self.probs_digits)
+            if self.knowledge_topic:
+                kept = knowledge_record(tweet_id=request["id"], text=request["text"], probs=teacher_probs,
+                                        source="shadow" if request.get("shadow") else "routed", models=models,
+                                        threshold=request.get("threshold"), decided_at=decided_at)
+                out.outputs.append(Output(self.knowledge_topic, key, kept, origin=origin))
             if request.get("shadow"):
                 value = shadow_answer(tweet_id=request["id"], labels=self.labels, label_id=label_id,
                                       confidence=float(row[label_id]), student_label_id=student["label_id"], models=models,
-                                      threshold=request.get("threshold"), decided_at=decided_at, worker=self.worker)
+                                      threshold=request.get("threshold"), decided_at=decided_at, worker=self.worker,
+                                      teacher_probs=teacher_probs)
                 out.outputs.append(Output(self.shadow_results_topic, key, value, origin=origin))
                 out.audits.append(label_id == student["label_id"])
                 continue
@@ -84,6 +101,7 @@ class TeacherStage:
                 tier="teacher", student_label_id=student["label_id"], student_confidence=student["confidence"],
                 models=models, threshold=request.get("threshold"), produced_at=produced_at,
                 ingested_at=request["ingested_at"], decided_at=decided_at, extra=request.get("extra", {}), worker=self.worker,
+                teacher_probs=teacher_probs,
             )
             out.outputs.append(Output(self.results_topic, key, value, result_headers("teacher", produced_at), origin=origin))
         return out
@@ -129,5 +147,6 @@ def build_teacher_stage(settings: "Settings", bundle: "Bundle", worker: str | No
     return TeacherStage(
         logits=teacher.logits, labels=bundle.manifest.labels, teacher_version=f"{version}-{teacher.precision}",
         results_topic=settings.teacher_results_topic, dlq_topic=settings.dlq_topic, worker=worker or worker_name("teacher"),
-        shadow_results_topic=settings.shadow_results_topic,
+        shadow_results_topic=settings.shadow_results_topic, knowledge_topic=settings.knowledge_topic,
+        probs_digits=settings.teacher_probs_digits,
     )

@@ -17,7 +17,15 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.dlq_topic: 1,
         settings.shadow_topic: settings.teacher_partitions,
         settings.shadow_results_topic: settings.result_partitions,
+        **({settings.knowledge_topic: settings.teacher_partitions} if settings.knowledge_topic else {}),
     }
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Topic configs set at creation, beyond the broker's defaults."""
+    if not settings.knowledge_topic:
+        return {}
+    return {settings.knowledge_topic: {"retention.bytes": str(settings.knowledge_retention_bytes)}}
 
 
 def ensure_topics(settings: Settings) -> dict[str, int]:
@@ -33,8 +41,10 @@ def ensure_topics(settings: Settings) -> dict[str, int]:
     try:
         wanted = topic_partitions(settings)
         existing = set(admin.list_topics())
+        configs = topic_configs(settings)
         missing = [
-            NewTopic(name, partitions, settings.replication_factor) for name, partitions in wanted.items() if name not in existing
+            NewTopic(name, partitions, settings.replication_factor, topic_configs=configs.get(name, {}))
+            for name, partitions in wanted.items() if name not in existing
         ]
         if missing:
             try:

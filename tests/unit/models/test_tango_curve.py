@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from models.training.tango_curve import RecordCosts, cascade_curve, oracle_curve, random_curve
+from models.training.tango_curve import (
+    RecordCosts,
+    cascade_curve,
+    oracle_curve,
+    random_curve,
+)
 
 RNG = np.random.default_rng(3)
 N = 400

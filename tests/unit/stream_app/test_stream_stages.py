@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -268,6 +269,25 @@ def test_teacher_turns_each_request_into_one_teacher_result(bundle, student, tea
         assert record["produced_at"] == sent["produced_at"]
         assert record["extra"] == sent["extra"]
         assert record["worker"] == "teacher"
+        assert record["teacher_probs"] == [round(float(p), 3) for p in expected[i]]
+
+
+def test_the_teacher_keeps_what_it_said_on_the_knowledge_topic(bundle, student, teacher):
+    texts, requests = teacher_requests(student)
+    shadow = orjson.loads(requests[0].value) | {"shadow": True}
+    requests = [*requests[1:], Output("teacher.shadow", requests[0].key, orjson.dumps(shadow))]
+    keeping = dataclasses.replace(teacher, knowledge_topic="k", probs_digits=2)
+    result = keeping(as_incoming(requests))
+    kept = [orjson.loads(o.value) for o in result.outputs if o.topic == "k"]
+    answers = {orjson.loads(o.value)["id"]: orjson.loads(o.value) for o in result.outputs if o.topic != "k"}
+    assert len(kept) == len(requests) == len(answers)
+    by_id = {k["id"]: k for k in kept}
+    assert by_id[shadow["id"]]["source"] == "shadow" and by_id[shadow["id"]]["text"] == shadow["text"]
+    assert sorted(k["source"] for k in kept).count("routed") == len(requests) - 1
+    for tweet_id, k in by_id.items():
+        assert k["probs"] == answers[tweet_id]["teacher_probs"] and all(round(p, 2) == p for p in k["probs"])
+        assert sum(k["probs"]) == pytest.approx(1.0, abs=0.02) and k["models"]["teacher"] == bundle.manifest.teacher.version
+    assert all(o.origin is not None for o in result.outputs)  # kept with its request's offset: committed together
 
 
 GARBAGE = [
