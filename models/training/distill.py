@@ -137,14 +137,16 @@ def make_student(arch: str, texts: Sequence[str], num_labels: int, overrides: di
     return build_student(arch, config), tokenizer, config
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, gold: torch.Tensor, temperature: float, alpha: float) -> torch.Tensor:
-    """Mean over the batch of the blended loss; ``gold`` is -1 where a record has no gold label."""
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, gold: torch.Tensor, temperature: float, alpha: float,
+            weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the batch of the blended loss (weighted by ``weights`` when given); ``gold``
+    is -1 where a record has no gold label."""
     t = temperature
     kl = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1), reduction="none", log_target=True).sum(dim=1) * t * t
     has_gold = gold >= 0
     ce = F.cross_entropy(student_logits, gold.clamp(min=0), reduction="none")
     loss = torch.where(has_gold, alpha * kl + (1 - alpha) * ce, kl)
-    return loss.mean()
+    return loss.mean() if weights is None else (loss * weights).sum() / weights.sum().clamp(min=1e-12)
 
 
 def mean_kl(net: nn.Module, ids: np.ndarray, teacher_logits: np.ndarray, temperature: float = 1.0) -> float:
@@ -179,9 +181,12 @@ def distill(
     progress: bool = True,
     desc: str = "student",
     log: Callable[[str], None] = print,
+    weights: Sequence[float] | None = None,
 ) -> dict:
     """Train ``net`` in place on the teacher's logits (and gold where >= 0); keeps the best
-    validation epoch's weights. Returns the history and the best validation accuracy."""
+    validation epoch's weights. Returns the history and the best validation accuracy.
+
+    ``weights``, one per text, weigh each record's loss (``None``: all equal)."""
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     ids = encode_batch(tokenizer, texts, cfg.max_length)
@@ -189,6 +194,7 @@ def distill(
     val_ids = encode_batch(tokenizer, val_texts, cfg.max_length)
     teacher_t = torch.from_numpy(np.asarray(teacher_logits, dtype=np.float32))
     gold_t = torch.tensor(list(gold), dtype=torch.long)
+    weights_t = None if weights is None else torch.tensor(list(weights), dtype=torch.float32)
     val_gold = np.asarray(val_labels)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     rng = random.Random(cfg.seed)
@@ -204,7 +210,8 @@ def distill(
         for step, batch in enumerate(bar, 1):
             width = max(lengths[i] for i in batch)
             x = torch.from_numpy(ids[batch, :width])
-            loss = kd_loss(net(x), teacher_t[batch], gold_t[batch], cfg.temperature, cfg.alpha)
+            loss = kd_loss(net(x), teacher_t[batch], gold_t[batch], cfg.temperature, cfg.alpha,
+                           None if weights_t is None else weights_t[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)

@@ -114,6 +114,9 @@ class TrainConfig:
     # one a teacher worker serves it in on this machine (bf16 with AMX or AVX-512 BF16)
     label_precision: str = "auto"
     transfer_data: str = ""  # a file or folder of unlabelled in-domain texts the teacher labels for distillation
+    # if > 0: this many train records are held out (never trained on) and temperature and threshold
+    # are fitted on them instead of on the validation split (steadier where validation is small)
+    calibration_holdout: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # student / distillation / augmentation overrides
 
     def out_path(self) -> Path:
@@ -290,7 +293,7 @@ def calibrate_stage(cfg: TrainConfig, dataset: TextDataset, students: dict[str, 
     out = cfg.out_path()
     work = out / "work"
     max_length = cfg.teacher.max_length
-    val = dataset.split("validation")
+    val = dataset.split(CALIBRATION if cfg.calibration_holdout else "validation")  # what temperature and threshold are fitted on
     test = dataset.split("test") if dataset.has_split("test") else None
     teacher = labelling_teacher(cfg)
     logits_of = lambda texts: teacher_logits_cached(out / "teacher", texts, work / "cache", max_length, progress=False, teacher=teacher, log=log,  # noqa: E731
@@ -402,7 +405,9 @@ def write_bundle(cfg: TrainConfig, dataset: TextDataset, summary: dict, serve: s
     sweep_doc = {arch: {"validation": e["validation_sweep"], "test": e.get("test_sweep", [])} for arch, e in summary.items()}
     (out / "sweep.json").write_text(json.dumps(sweep_doc) + "\n")
     extra = {
-        "dataset": dataset.name, "data": dataset.source, "seed": cfg.seed,
+        "dataset": dataset.name, "data": dataset.source, "seed": cfg.seed, "train_limit": cfg.train_limit,
+        "augment": cfg.extra.get("augment", {}), "transfer_limit": cfg.transfer_limit,
+        "calibration_split": f"{cfg.calibration_holdout} held-out train records" if cfg.calibration_holdout else "validation",
         "teacher_accuracy": teacher_acc, "teacher_cost_per_record": teacher_cost,
         "students": described,
         "cascade": {"student": serve, "threshold": chosen["threshold"], "rule": chosen["rule"], "margin": cfg.margin,
@@ -423,6 +428,24 @@ def write_bundle(cfg: TrainConfig, dataset: TextDataset, summary: dict, serve: s
     return extra
 
 
+CALIBRATION = "calibration"  # the held-out split's name, when there is one
+
+
+def with_calibration_holdout(dataset: TextDataset, size: int, seed: int) -> TextDataset:
+    """``dataset`` with ``size`` train records (a seeded sample) moved to a ``calibration`` split."""
+    train = dataset.split("train")
+    if not 0 < size < len(train):
+        raise ValueError(f"--calibration-holdout {size} must be between 1 and the train split's {len(train) - 1}")
+    held = sorted(random.Random(seed + 2).sample(range(len(train)), size))
+    keep = sorted(set(range(len(train))) - set(held))
+    out = TextDataset(name=dataset.name, source=dataset.source, labels=dataset.labels, _loader=dataset.split)
+    out._cache = {
+        "train": Split("train", [train.texts[i] for i in keep], [train.labels[i] for i in keep]),
+        CALIBRATION: Split(CALIBRATION, [train.texts[i] for i in held], [train.labels[i] for i in held]),
+    }
+    return out
+
+
 def train_bundle(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> Path:
     """Run every stage (reusing finished ones) and return the bundle folder."""
     out = cfg.out_path()
@@ -433,6 +456,9 @@ def train_bundle(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
     dataset = load_dataset(cfg.data)
     for split in ("train", "validation"):
         dataset.split(split)  # fail early with a clear DataError
+    if cfg.calibration_holdout:
+        dataset = with_calibration_holdout(dataset, cfg.calibration_holdout, cfg.seed)
+        log(f"calibrating on {cfg.calibration_holdout:,} held-out train records, not on validation")
     unknown = [s for s in cfg.students if s not in ARCHITECTURES]
     if unknown or not cfg.students:
         raise ValueError(f"unknown students {unknown}; choose from {sorted(ARCHITECTURES)}")

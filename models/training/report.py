@@ -42,7 +42,8 @@ def write_report(out: Path, manifest_extra: dict[str, Any], summary: dict[str, d
         f"# Tango bundle: {extra['dataset']}",
         "",
         f"Data: `{extra['data']}`. Routing: a record goes to the teacher when "
-        "max softmax(student logits / temperature) < threshold.",
+        "max softmax(student logits / temperature) < threshold. Temperature and threshold fitted on: "
+        f"{extra.get('calibration_split', 'validation')} (the tables' \"validation\" columns).",
         "",
         "## Teacher",
         "",

@@ -16,7 +16,7 @@ from stream_app.settings import Settings
 from stream_app.tools import cli
 
 CORE_COMMANDS = ["bench", "bench-models", "demo", "dlq", "kafka", "produce", "settings", "stream", "tail", "teacher", "top"]
-MODEL_COMMANDS = {"train", "evaluate", "wos", "base-models"}
+MODEL_COMMANDS = {"train", "evaluate", "wos", "base-models", "distill"}
 
 SETTINGS_FIELDS = {
     "bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password",

@@ -110,3 +110,89 @@ def test_wos_prints_json(trained, capsys):
 def test_train_reports_data_errors(tmp_path, capsys):
     assert _run(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_calibration_holdout_moves_train_records_out_of_training(tmp_path):
+    from models.training.data import load_dataset
+    from models.training.pipeline import CALIBRATION, with_calibration_holdout
+
+    data = make_tiny_dataset(tmp_path / "tiny", {"train": 50, "validation": 10})
+    dataset = load_dataset(data)
+    held = with_calibration_holdout(dataset, 12, seed=13)
+    train, calibration = held.split("train"), held.split(CALIBRATION)
+    assert len(train) == 38 and len(calibration) == 12
+    assert sorted(train.texts + calibration.texts) == sorted(dataset.split("train").texts)
+    assert held.split("validation").texts == dataset.split("validation").texts
+    assert with_calibration_holdout(dataset, 12, seed=13).split(CALIBRATION).texts == calibration.texts
+    with pytest.raises(ValueError, match="between 1 and"):
+        with_calibration_holdout(dataset, 50, seed=13)
+
+
+def _knowledge_for(bundle_dir, texts, source="routed"):
+    from models.bundle import load_bundle as load
+    from models.cascade import calibrated_probs
+    from models.teacher import TeacherClassifier
+
+    bundle = load(bundle_dir)
+    teacher = TeacherClassifier.load(bundle.teacher_path, max_length=bundle.manifest.max_length, precision="auto")
+    probs = calibrated_probs(teacher.logits(texts), 1.0).round(3)
+    version = f"{bundle.manifest.teacher.version}-{teacher.precision}"
+    return [{"id": f"k{i}", "text": t, "probs": p.tolist(), "source": source if i % 3 else "shadow", "models": {"teacher": version}}
+            for i, (t, p) in enumerate(zip(texts, probs))]
+
+
+def test_a_stream_round_refuses_too_little_data(trained):
+    from models.training.from_stream import StreamDistillConfig, TooLittleData, distill_from_stream
+    from models.training.stream_knowledge import parse_knowledge
+
+    data, out, _ = trained
+    examples = parse_knowledge(_knowledge_for(out, ["a few words", "some more words"]), 3)
+    with pytest.raises(TooLittleData, match="2 knowledge records .* at least 50"):
+        distill_from_stream(StreamDistillConfig(bundle=str(out), shadow_fraction=0.2, min_records=50, progress=False), examples)
+
+
+def test_a_stream_round_keeps_the_new_student_only_if_not_worse(trained, tmp_path):
+    import shutil
+
+    from models.training.data import load_dataset
+    from models.training.from_stream import NotBetter, StreamDistillConfig, distill_from_stream
+    from models.training.stream_knowledge import parse_knowledge
+
+    data, out, _ = trained
+    bundle = tmp_path / "bundle"
+    shutil.copytree(out, bundle)
+    before = (bundle / "manifest.json").read_bytes()
+    texts = load_dataset(data).split("test").texts
+    examples = parse_knowledge(_knowledge_for(bundle, texts), 3)
+    cfg = StreamDistillConfig(bundle=str(bundle), shadow_fraction=0.2, min_records=10, epochs=1, progress=False)
+    try:
+        report = distill_from_stream(cfg, examples, log=lambda m: None)
+    except NotBetter as refused:
+        assert refused.report["after"]["accuracy"] < refused.report["before"]["accuracy"]
+        assert (bundle / "manifest.json").read_bytes() == before
+        return
+    assert report["kept"] and report["after"]["accuracy"] >= report["before"]["accuracy"]
+    assert report["records"]["stream"] == len(texts) and report["records"]["shadow"] == len(range(0, len(texts), 3))
+    loaded = load_bundle(bundle)
+    assert loaded.manifest.student.version == report["after"]["student"] != json.loads(before)["student"]["version"]
+    assert loaded.manifest.extra["stream_rounds"][-1]["student"] == report["after"]["student"]
+    assert json.loads((bundle / "manifest.prev.json").read_bytes()) == json.loads(before)
+    load_bundle(bundle).load_student().logits(["still serves"])
+
+
+def test_a_stream_round_writes_beside_the_old_student_and_switches_in_one_rename(trained, tmp_path):
+    import shutil
+
+    from models.training.distill import make_student
+    from models.training.from_stream import write_round
+
+    _, out, _ = trained
+    bundle = tmp_path / "bundle"
+    shutil.copytree(out, bundle)
+    manifest = load_bundle(bundle).manifest
+    net, tokenizer, config = make_student(manifest.student.arch, ["new words here", "and here"], 3)
+    version = write_round(bundle, manifest, net, tokenizer, config, 1.5, 0.42, {"records": {}, "before": {}, "after": {}, "held_out": "validation"})
+    loaded = load_bundle(bundle)
+    assert loaded.manifest.student.version == version and loaded.manifest.threshold == 0.42 and loaded.manifest.temperature == 1.5
+    assert loaded.manifest.student.weights.startswith("student-r1-") and (bundle / "student" / "model.safetensors").is_file()
+    assert not list(bundle.glob(".*tmp"))

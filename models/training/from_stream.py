@@ -1,0 +1,210 @@
+"""``tango distill --from-stream``: re-distil a bundle's student from what the teacher said on the stream.
+
+One round: the knowledge records (``models.training.stream_knowledge``) are joined with the
+bundle's own transfer set (its labelled train texts, as it was trained on them, and their
+augmented variants, both labelled by the bundle's teacher), weighted (routed 1, shadow
+``1 / shadow_fraction``, the bundle's own records 1), and a fresh student of the served
+architecture is distilled on them; its tokenizer learns its words from the labelled and the
+streamed texts. Temperature and threshold are then fitted on the held-out split (the
+bundle's validation split, never trained on) with the bundle's own policy (margin or
+teacher budget), and the new student is kept only if its cascade is at least as accurate
+there as the served one's.
+
+Kept, it is written beside the old one (``student-r<round>-<hash>/``) and the manifest is
+replaced in one rename, so a worker's bundle watch sees either the old bundle or the new
+one, and hot-reloads it (``stream_app.reload``); results then name the new student version.
+The old student's folder stays for a rollback (restore ``manifest.prev.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.bundle import (
+    STUDENT_TOKENIZER,
+    STUDENT_WEIGHTS,
+    Manifest,
+    StudentSpec,
+    load_bundle,
+    parse_manifest,
+    save_student,
+)
+from models.cascade import calibrated_probs
+from models.student import StudentClassifier
+from models.student_nets import count_parameters
+from models.teacher import TeacherClassifier, bulk_token_budget, resolve_target
+from models.training.calibrate import (
+    choose_threshold,
+    default_thresholds,
+    fit_temperature,
+    sweep,
+)
+from models.training.data import load_dataset
+from models.training.distill import (
+    DISTILL_DEFAULTS,
+    DistillConfig,
+    distill,
+    make_student,
+    teacher_logits_cached,
+)
+from models.training.pipeline import TrainConfig, TransferSet, _subsample, transfer_set
+from models.training.stream_knowledge import StreamExamples, stream_weights
+
+
+class TooLittleData(ValueError):
+    """Fewer new knowledge records than a round needs."""
+
+
+class NotBetter(ValueError):
+    """The re-distilled student's cascade is less accurate on the held-out data: the bundle is unchanged."""
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class StreamDistillConfig:
+    bundle: str
+    shadow_fraction: float  # the stream workers' shadow_fraction: how many kept tweets a shadow record stands for
+    min_records: int = 500
+    max_weight: float = 20.0
+    data: str = ""  # labelled dataset; default: the one the bundle was trained on
+    epochs: int = 0  # 0: the architecture's distillation default
+    progress: bool = True
+
+
+def bundle_transfer_set(extra: dict, train_texts: list[str], train_labels: list[int]) -> TransferSet:
+    """The labelled texts and augmented variants the bundle was distilled on, rebuilt from its manifest."""
+    trained = TrainConfig(data=str(extra.get("data", "")), out="", seed=int(extra.get("seed", 13)), train_limit=int(extra.get("train_limit", 0)),
+                          transfer_limit=int(extra.get("transfer_limit", 0)), extra={"augment": extra.get("augment", {})})
+    texts, labels = _subsample(train_texts, train_labels, trained.train_limit, trained.seed)
+    return transfer_set(trained, texts, labels)
+
+
+def _cascade(student_logits: np.ndarray, temperature: float, threshold: float, teacher_pred: np.ndarray, labels: np.ndarray) -> dict:
+    conf = calibrated_probs(student_logits, temperature).max(axis=1)
+    routed = conf < threshold
+    pred = np.where(routed, teacher_pred, student_logits.argmax(1))
+    return {"accuracy": float((pred == labels).mean()), "teacher_fraction": float(routed.mean()),
+            "student_accuracy": float((student_logits.argmax(1) == labels).mean())}
+
+
+def _batched_logits(logits: Callable, texts: list[str], batch: int = 1024) -> np.ndarray:
+    return np.concatenate([logits(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+
+
+def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log: Callable[[str], None] = print) -> dict:
+    """One round; returns its report. Raises ``TooLittleData`` or ``NotBetter`` (bundle untouched)."""
+    started = time.perf_counter()
+    bundle = load_bundle(cfg.bundle)
+    root, manifest, extra = bundle.root, bundle.manifest, bundle.manifest.extra
+    teacher_version = manifest.teacher.version
+    same_teacher = [i for i, v in enumerate(examples.teacher_versions) if v.startswith(teacher_version)]
+    if len(same_teacher) < cfg.min_records:
+        raise TooLittleData(f"{len(same_teacher)} knowledge records from this bundle's teacher {teacher_version} "
+                            f"({len(examples.texts)} in all, {examples.skipped} unusable); a round needs at least {cfg.min_records}")
+    stream_texts = [examples.texts[i] for i in same_teacher]
+    stream_logits = examples.logits[same_teacher]
+    sources = [examples.sources[i] for i in same_teacher]
+
+    dataset = load_dataset(cfg.data or extra["data"])
+    if tuple(dataset.labels) != manifest.labels:
+        raise ValueError(f"dataset labels {list(dataset.labels)} differ from the bundle's {list(manifest.labels)}")
+    train = dataset.split("train")
+    seed = int(extra.get("seed", 13))
+    own_set = bundle_transfer_set(extra, train.texts, train.labels)
+    held_out = dataset.split("validation")
+
+    device, precision = resolve_target("auto", "auto")
+    teacher = TeacherClassifier.load(bundle.teacher_path, max_length=manifest.max_length, token_budget=bulk_token_budget(device),
+                                     precision=precision, device=device)
+    cache = root / "work" / "cache"
+
+    def teacher_logits(part: list[str]) -> np.ndarray:
+        return teacher_logits_cached(bundle.teacher_path, part, cache, manifest.max_length, progress=cfg.progress, teacher=teacher,
+                                     log=log, precision=precision)
+
+    own = own_set.texts
+    transfer = own + stream_texts
+    logits = np.concatenate([teacher_logits(own), stream_logits])
+    gold = own_set.gold + [-1] * len(stream_texts)
+    weights = np.concatenate([np.ones(len(own)), stream_weights(sources, cfg.shadow_fraction, cfg.max_weight)])
+
+    arch = manifest.student.arch
+    overrides = {k: v for k, v in manifest.student.config.items() if k != "num_labels"}
+    net, tokenizer, config = make_student(arch, own_set.vocabulary_texts() + stream_texts, len(manifest.labels), overrides)
+    dcfg = replace(DISTILL_DEFAULTS.get(arch, DistillConfig()), seed=seed, max_length=manifest.max_length)
+    if cfg.epochs:
+        dcfg = replace(dcfg, epochs=cfg.epochs)
+    log(f"re-distilling {arch} on {len(own):,} of the bundle's records and {len(stream_texts):,} from the stream "
+        f"({sources.count('routed'):,} routed, {sources.count('shadow'):,} shadow, shadow weight {weights[-1] if sources.count('shadow') else 0:g})")
+    history = distill(net, tokenizer, transfer, logits, gold, held_out.texts, held_out.labels, dcfg, progress=cfg.progress,
+                      desc=f"{arch} from the stream", log=log, weights=weights.tolist())
+
+    new_student = StudentClassifier(net=net.eval(), tokenizer=tokenizer, max_length=manifest.max_length)
+    y = np.asarray(held_out.labels)
+    t_pred = teacher_logits(held_out.texts).argmax(1)
+    old_logits = _batched_logits(bundle.load_student().logits, held_out.texts)
+    new_logits = _batched_logits(new_student.logits, held_out.texts)
+    temperature = fit_temperature(new_logits, held_out.labels)
+    conf = calibrated_probs(new_logits, temperature).max(axis=1)
+    rows = sweep(conf, new_logits.argmax(1), t_pred, y, default_thresholds(conf), 1.0, 1.0)
+    policy = extra.get("cascade", {})
+    choice = choose_threshold(rows, float((t_pred == y).mean()), float(policy.get("margin", 0.3)), policy.get("teacher_budget"))
+    before = _cascade(old_logits, manifest.temperature, manifest.threshold, t_pred, y)
+    after = _cascade(new_logits, temperature, choice.row.threshold, t_pred, y)
+    report: dict[str, Any] = {
+        "bundle": str(root), "held_out": "validation", "records": {"stream": len(stream_texts), "bundle": len(own), **{s: sources.count(s) for s in ("routed", "shadow")}},
+        "before": {"student": manifest.student.version, "threshold": manifest.threshold, **before},
+        "after": {"threshold": choice.row.threshold, "temperature": temperature, "rule": choice.rule, **after},
+        "teacher_accuracy": float((t_pred == y).mean()), "distill": history["history"], "parameters": count_parameters(net),
+    }
+    if dataset.has_split("test"):
+        test = dataset.split("test")
+        ty, tt = np.asarray(test.labels), teacher_logits(test.texts).argmax(1)
+        report["test"] = {"before": _cascade(_batched_logits(bundle.load_student().logits, test.texts), manifest.temperature, manifest.threshold, tt, ty),
+                          "after": _cascade(_batched_logits(new_student.logits, test.texts), temperature, choice.row.threshold, tt, ty),
+                          "teacher_accuracy": float((tt == ty).mean())}
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    if after["accuracy"] < before["accuracy"]:
+        report["kept"] = False
+        raise NotBetter(f"the re-distilled cascade is {100 * after['accuracy']:.2f}% on the held-out split against the served "
+                        f"{100 * before['accuracy']:.2f}%: the bundle is unchanged", report)
+    report["kept"] = True
+    report["after"]["student"] = write_round(root, manifest, net, tokenizer, config, temperature, choice.row.threshold, report)
+    return report
+
+
+def write_round(root: Path, manifest: Manifest, net, tokenizer, config: dict, temperature: float, threshold: float, report: dict) -> str:
+    """The new student beside the old one, then the manifest in one rename; returns the new student version."""
+    rounds = list(manifest.extra.get("stream_rounds", []))
+    folder = f"student-r{len(rounds) + 1}"
+    staging = root / f".{folder}.tmp"
+    hashes = save_student(staging, net, tokenizer)
+    digest = hashes[STUDENT_WEIGHTS][:8]
+    final = root / f"{folder}-{digest}"
+    os.replace(staging / STUDENT_WEIGHTS.split("/")[0], final)
+    staging.rmdir()
+    weights, tok = f"{final.name}/model.safetensors", f"{final.name}/tokenizer.json"
+    spec = StudentSpec(arch=manifest.student.arch, config=config, weights=weights, tokenizer=tok,
+                       sha256={weights: hashes[STUDENT_WEIGHTS], tok: hashes[STUDENT_TOKENIZER]})
+    summary = {k: report[k] for k in ("records", "before", "after", "held_out")} | {"test": report.get("test"), "student": spec.version}
+    extra = {**manifest.extra, "stream_rounds": [*rounds, summary]}
+    updated = replace(manifest, student=spec, temperature=float(temperature), threshold=float(threshold), extra=extra,
+                      created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    (root / "manifest.prev.json").write_text((root / "manifest.json").read_text())
+    tmp = root / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(updated.to_json(), indent=2) + "\n")
+    parse_manifest(json.loads(tmp.read_text()))
+    os.replace(tmp, root / "manifest.json")  # the switch: a watcher sees the old manifest or the new one
+    load_bundle(root)
+    return spec.version
