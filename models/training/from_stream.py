@@ -8,7 +8,7 @@ architecture is distilled on them; its tokenizer learns its words from the label
 streamed texts. Temperature and threshold are then fitted on the held-out split (the
 bundle's validation split, never trained on) with the bundle's own policy (margin or
 teacher budget), and the new student is kept only if its cascade is at least as accurate
-there as the served one's.
+there as the served one's (``tolerance``: within that many points).
 
 Kept, it is written beside the old one (``student-r<round>-<hash>/``) and the manifest is
 replaced in one rename, so a worker's bundle watch sees either the old bundle or the new
@@ -79,6 +79,7 @@ class StreamDistillConfig:
     max_weight: float = 20.0
     data: str = ""  # labelled dataset; default: the one the bundle was trained on
     epochs: int = 0  # 0: the architecture's distillation default
+    tolerance: float = 0.0  # accuracy points the new held-out cascade may be below the served one's and still be kept
     progress: bool = True
 
 
@@ -175,7 +176,7 @@ def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log:
                           "after": _cascade(_batched_logits(new_student.logits, test.texts), temperature, choice.row.threshold, tt, ty),
                           "teacher_accuracy": float((tt == ty).mean())}
     report["seconds"] = round(time.perf_counter() - started, 1)
-    if after["accuracy"] < before["accuracy"]:
+    if after["accuracy"] < before["accuracy"] - cfg.tolerance / 100.0 - 1e-12:
         report["kept"] = False
         raise NotBetter(f"the re-distilled cascade is {100 * after['accuracy']:.2f}% on the held-out split against the served "
                         f"{100 * before['accuracy']:.2f}%: the bundle is unchanged", report)

@@ -82,6 +82,8 @@ def add_cli(subparsers) -> None:
     stream.add_argument("--max-weight", type=float, default=20.0, help="cap on a shadow record's weight (1 / shadow_fraction)")
     stream.add_argument("--data", default="", help="labelled dataset (default: the one the bundle was trained on)")
     stream.add_argument("--epochs", type=int, default=0, help="distillation epochs (0: the architecture's default)")
+    stream.add_argument("--tolerance", type=float, default=0.0,
+                        help="keep the new student if its held-out cascade is at most this many accuracy points below the served one's")
     stream.add_argument("--read-timeout", type=float, default=120.0, help="seconds reading the knowledge topic may take")
     stream.add_argument("--report", default="", help="also write the round's JSON report here")
     stream.add_argument("--threads", type=int, default=2)
@@ -233,7 +235,8 @@ def run_distill(args) -> int:
         say(f"read {len(records):,} knowledge records from {settings.knowledge_topic} ({unparsable} not JSON objects, "
             f"{examples.skipped} of another shape; {len(examples.texts):,} distinct tweets: {examples.counts()})")
         cfg = StreamDistillConfig(bundle=settings.bundle, shadow_fraction=settings.shadow_fraction or 1.0, min_records=args.min_records,
-                                  max_weight=args.max_weight, data=args.data, epochs=args.epochs, progress=not args.no_progress)
+                                  max_weight=args.max_weight, data=args.data, epochs=args.epochs, progress=not args.no_progress,
+                                  tolerance=args.tolerance)
         report = distill_from_stream(cfg, examples, log=say)
         status = 0
     except TooLittleData as exc:

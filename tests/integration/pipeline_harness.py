@@ -56,6 +56,7 @@ class Pipeline:
             "TANGO_DLQ_TOPIC": f"dlq-{s}",
             "TANGO_SHADOW_TOPIC": f"shadow-{s}",
             "TANGO_SHADOW_RESULTS_TOPIC": f"results-shadow-{s}",
+            "TANGO_KNOWLEDGE_TOPIC": f"knowledge-{s}",
             "TANGO_APP_ID": f"tango-{s}",
             "TANGO_TEACHER_GROUP": f"teacher-{s}",
             "TANGO_DATA_DIR": str(self.workdir / "faust"),
@@ -125,6 +126,14 @@ class Pipeline:
         process.send_signal(sig)
         process.wait(timeout)
         return time.monotonic() - started
+
+    def wait_log(self, name: str, event: str, count: int = 1, timeout: float = 30.0) -> None:
+        """Block until process ``name`` has logged ``event`` ``count`` times (JSON log lines)."""
+        deadline = time.monotonic() + timeout
+        while self.log(name).count(f'"event": "{event}"') < count:
+            assert time.monotonic() < deadline, f"{name} never logged {event!r}:\n{self.log(name)[-2000:]}"
+            self.check_alive()
+            time.sleep(0.2)
 
     def wait_teachers(self, n: int, timeout: float = 90) -> None:
         """Block until the teacher group is stable with exactly ``n`` members."""

@@ -32,14 +32,6 @@ def point(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def wait_log(pipeline: Pipeline, name: str, event: str, count: int = 1, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while pipeline.log(name).count(f'"event": "{event}"') < count:
-        assert time.monotonic() < deadline, f"{name} never logged {event!r}:\n{pipeline.log(name)[-2000:]}"
-        pipeline.check_alive()
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bundles")
@@ -71,14 +63,14 @@ def test_a_new_bundle_is_served_without_a_restart(kafka_local, bundles, tmp_path
         producer.start()
         time.sleep(4)
         point(served, bundles["broken"])
-        wait_log(pipeline, "stream", "new bundle refused; still serving the previous one")
+        pipeline.wait_log("stream", "new bundle refused; still serving the previous one")
         teacher.send_signal(signal.SIGHUP)
-        wait_log(pipeline, "teacher", "new bundle refused; still serving the previous one")
+        pipeline.wait_log("teacher", "new bundle refused; still serving the previous one")
         time.sleep(2)
         point(served, bundles["new"])
-        wait_log(pipeline, "stream", "bundle reloaded")
+        pipeline.wait_log("stream", "bundle reloaded")
         teacher.send_signal(signal.SIGHUP)
-        wait_log(pipeline, "teacher", "bundle reloaded")
+        pipeline.wait_log("teacher", "bundle reloaded")
         producer.join(60)
         assert producer.error is None and producer.sent == TWEETS
         output = pipeline.read("output", until=TWEETS, timeout=180)

@@ -142,7 +142,11 @@ def _knowledge_for(bundle_dir, texts, source="routed"):
 
 
 def test_a_stream_round_refuses_too_little_data(trained):
-    from models.training.from_stream import StreamDistillConfig, TooLittleData, distill_from_stream
+    from models.training.from_stream import (
+        StreamDistillConfig,
+        TooLittleData,
+        distill_from_stream,
+    )
     from models.training.stream_knowledge import parse_knowledge
 
     data, out, _ = trained
@@ -155,7 +159,11 @@ def test_a_stream_round_keeps_the_new_student_only_if_not_worse(trained, tmp_pat
     import shutil
 
     from models.training.data import load_dataset
-    from models.training.from_stream import NotBetter, StreamDistillConfig, distill_from_stream
+    from models.training.from_stream import (
+        NotBetter,
+        StreamDistillConfig,
+        distill_from_stream,
+    )
     from models.training.stream_knowledge import parse_knowledge
 
     data, out, _ = trained
