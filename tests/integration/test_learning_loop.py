@@ -5,6 +5,7 @@ hot-reload the new version, and later results name it. Every tweet comes out onc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,10 +13,12 @@ import subprocess
 import sys
 from collections import Counter
 
+import numpy as np
 import orjson
 import pytest
 
-from models.bundle import load_bundle
+from models.bundle import load_bundle, write_manifest
+from models.cascade import calibrated_probs
 from models.testing import make_tiny_base_model, make_tiny_dataset
 from models.training.data import load_dataset
 from stream_app.kafka_io.read_back import read_json_topic
@@ -41,8 +44,13 @@ def test_the_student_is_redistilled_from_the_stream_and_reloaded(kafka_local, tr
     data, bundle = trained
     served = tmp_path / "served"
     shutil.copytree(bundle, served)
-    old = load_bundle(served).manifest
     texts = [f"{t} {i}" for i, t in enumerate(load_dataset(data).split("train").texts * 5)][: 2 * PHASE]
+    # a tiny random student's confidences sit close together: a threshold at their median routes
+    # about half the tweets, so both the routed and the shadow-audited kinds reach the knowledge topic
+    loaded = load_bundle(served)
+    confidences = calibrated_probs(loaded.load_student().logits(texts[:PHASE]), loaded.manifest.temperature).max(axis=1)
+    write_manifest(served, dataclasses.replace(loaded.manifest, threshold=float(np.median(confidences))))
+    old = load_bundle(served).manifest
     values = [orjson.dumps({"id": f"t{i}", "text": t}) for i, t in enumerate(texts)]
     pipeline = Pipeline(kafka_local.bootstrap, served, tmp_path, extra_env={"TANGO_SHADOW_FRACTION": "0.3", "TANGO_RELOAD_CHECK_S": "0.5"})
 
