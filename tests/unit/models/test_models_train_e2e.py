@@ -176,10 +176,11 @@ def test_a_stream_round_keeps_the_new_student_only_if_not_worse(trained, tmp_pat
     try:
         report = distill_from_stream(cfg, examples, log=lambda m: None)
     except NotBetter as refused:
-        assert refused.report["after"]["accuracy"] < refused.report["before"]["accuracy"]
+        assert refused.report["at_served_fraction"]["accuracy"] < refused.report["before"]["accuracy"]
         assert (bundle / "manifest.json").read_bytes() == before
         return
-    assert report["kept"] and report["after"]["accuracy"] >= report["before"]["accuracy"]
+    assert report["kept"] and report["at_served_fraction"]["accuracy"] >= report["before"]["accuracy"]
+    assert report["at_served_fraction"]["teacher_fraction"] <= report["before"]["teacher_fraction"]
     assert report["records"]["stream"] == len(texts) and report["records"]["shadow"] == len(range(0, len(texts), 3))
     loaded = load_bundle(bundle)
     assert loaded.manifest.student.version == report["after"]["student"] != json.loads(before)["student"]["version"]
