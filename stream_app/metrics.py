@@ -24,7 +24,8 @@ METRIC_NAMES = (
     "tango_end_to_end_latency_seconds", "tango_routed_fraction", "tango_threshold", "tango_bundle_threshold",
     "tango_consumer_lag_records", "tango_rebalances_total", "tango_bundle_info", "tango_reloads_total",
     "tango_shadow_audited_total", "tango_shadow_agreed_total", "tango_shadow_agreement",
-    "tango_shadow_agreement_low", "tango_shadow_agreement_high",
+    "tango_shadow_agreement_low", "tango_shadow_agreement_high", "tango_routed_by_version_total",
+    "tango_shadow_by_version_total",
 )
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -81,6 +82,12 @@ class Metrics:
         self.shadow_audited = Counter("tango_shadow_audited_total", "Student-decided tweets the teacher audited.", registry=r)
         self.shadow_agreed = Counter("tango_shadow_agreed_total", "Audited tweets where the teacher agreed with the student.", registry=r)
         self.shadow_agreement = Gauge("tango_shadow_agreement", "Estimated student accuracy on the tweets it keeps (teacher agreement).", registry=r)
+        self.routed_by_version = Counter(
+            "tango_routed_by_version_total", "Valid tweets per student version, routed to the teacher (yes) or decided by the student (no).",
+            ["student_version", "routed"], registry=r)
+        self.shadow_by_version = Counter(
+            "tango_shadow_by_version_total", "Shadow-audited tweets per student version, the teacher agreeing (yes) or not (no).",
+            ["student_version", "agreed"], registry=r)
         self.shadow_low = Gauge("tango_shadow_agreement_low", "Lower end of the agreement's 95% Wilson interval.", registry=r)
         self.shadow_high = Gauge("tango_shadow_agreement_high", "Upper end of the agreement's 95% Wilson interval.", registry=r)
 
@@ -130,7 +137,12 @@ class StageMeter:
             self._routed.append((result.to_teacher, valid))
             total = sum(v for _, v in self._routed)
             m.routed_fraction.set(sum(t for t, _ in self._routed) / total if total else 0.0)
+            if result.student_version:  # per version: a reload's effect on routing, in PromQL rate ratios
+                m.routed_by_version.labels(result.student_version, "yes").inc(result.to_teacher)
+                m.routed_by_version.labels(result.student_version, "no").inc(valid - result.to_teacher)
         if result.audits:
             agreed = sum(result.audits)
             m.shadow_audited.inc(len(result.audits))
             m.shadow_agreed.inc(agreed)
+            for ok, version in zip(result.audits, result.audit_versions):
+                m.shadow_by_version.labels(version, "yes" if ok else "no").inc()

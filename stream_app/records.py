@@ -132,6 +132,8 @@ class StageResult:
     model_seconds: float = 0.0  # the model call's time, for the metrics
     latencies: list[tuple[str, float]] = field(default_factory=list)  # merge: (tier, input timestamp → output, s)
     audits: list[bool] = field(default_factory=list)  # teacher: did it agree with the student, per shadow request
+    audit_versions: list[str] = field(default_factory=list)  # teacher: the audited student's version, per shadow request
+    student_version: str = ""  # student: the version that decided the batch
 
     def reject(self, dlq_topic: str, record: Incoming, reason: Reason, detail: str, stage: str, keep_bytes: int = 0) -> None:
         """Dead-letter ``record`` (see ``dead_letter``)."""

@@ -86,6 +86,7 @@ class StudentStage:
         routing = route(probs, self.threshold)
         decided_at = time.time()
         out.model_seconds = decided_at - ingested_at
+        out.student_version = self.student_version
         label_ids, confidences = routing.label_ids.tolist(), routing.confidences.tolist()
         for i, tweet in enumerate(tweets):
             key = tweet.id.encode()

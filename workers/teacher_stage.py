@@ -94,6 +94,7 @@ class TeacherStage:
                                       teacher_probs=teacher_probs)
                 out.outputs.append(Output(self.shadow_results_topic, key, value, origin=origin))
                 out.audits.append(label_id == student["label_id"])
+                out.audit_versions.append(str(student.get("version", "")))
                 continue
             produced_at = request.get("produced_at", 0.0)
             value = result_record(
