@@ -163,6 +163,8 @@ def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log:
     rows = sweep(conf, new_logits.argmax(1), t_pred, y, default_thresholds(conf), 1.0, 1.0)
     policy = extra.get("cascade", {})
     choice = choose_threshold(rows, float((t_pred == y).mean()), float(policy.get("margin", 0.3)), policy.get("teacher_budget"))
+    old_conf = calibrated_probs(old_logits, manifest.temperature).max(axis=1)
+    old_rows = sweep(old_conf, old_logits.argmax(1), t_pred, y, default_thresholds(old_conf), 1.0, 1.0)
     before = _cascade(old_logits, manifest.temperature, manifest.threshold, t_pred, y)
     after = _cascade(new_logits, temperature, choice.row.threshold, t_pred, y)
     same_cost = choose_threshold(rows, float((t_pred == y).mean()), teacher_budget=before["teacher_fraction"]).row
@@ -172,6 +174,7 @@ def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log:
         "after": {"threshold": choice.row.threshold, "temperature": temperature, "rule": choice.rule, **after},
         "at_served_fraction": {"threshold": same_cost.threshold, "teacher_fraction": same_cost.teacher_fraction, "accuracy": same_cost.accuracy},
         "teacher_accuracy": float((t_pred == y).mean()), "distill": history["history"], "parameters": count_parameters(net),
+        "curves": {"before": [[r.teacher_fraction, r.accuracy] for r in old_rows], "after": [[r.teacher_fraction, r.accuracy] for r in rows]},
     }
     if dataset.has_split("test"):
         test = dataset.split("test")
@@ -188,6 +191,31 @@ def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log:
     report["kept"] = True
     report["after"]["student"] = write_round(root, manifest, net, tokenizer, config, temperature, choice.row.threshold, report)
     return report
+
+
+def plot_round(report: dict, path: Path) -> None:
+    """The round's before/after Tango curves on the held-out split: accuracy against routed fraction."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
+    for name, color in (("before", "tab:grey"), ("after", "tab:blue")):
+        points = sorted(report["curves"][name])
+        ax.plot([100 * f for f, _ in points], [100 * a for _, a in points], "-", color=color, label=f"cascade {name} the round")
+        chosen = report[name]
+        ax.plot(100 * chosen["teacher_fraction"], 100 * chosen["accuracy"], "*", color=color, ms=12,
+                label=f"served {name}: {100 * chosen['accuracy']:.2f}%, {100 * chosen['teacher_fraction']:.1f}% routed")
+    ax.axhline(100 * report["teacher_accuracy"], color="black", lw=0.8, ls="--", label="teacher only")
+    ax.set_xlabel("routed to the teacher (%)")
+    ax.set_ylabel(f"accuracy on the held-out {report['held_out']} split (%)")
+    ax.set_title(f"learning from the stream: {report['records']['stream']:,} streamed tweets")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def write_round(root: Path, manifest: Manifest, net, tokenizer, config: dict, temperature: float, threshold: float, report: dict) -> str:

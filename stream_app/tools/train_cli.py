@@ -85,7 +85,7 @@ def add_cli(subparsers) -> None:
     stream.add_argument("--tolerance", type=float, default=0.0,
                         help="keep the new student if its held-out cascade is at most this many accuracy points below the served one's")
     stream.add_argument("--read-timeout", type=float, default=120.0, help="seconds reading the knowledge topic may take")
-    stream.add_argument("--report", default="", help="also write the round's JSON report here")
+    stream.add_argument("--report", default="", help="also write the round's JSON report here, and its before/after curves beside it (.png)")
     stream.add_argument("--threads", type=int, default=2)
     stream.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_setting_flags(stream)
@@ -255,7 +255,10 @@ def run_distill(args) -> int:
     if args.report:
         from pathlib import Path  # noqa: PLC0415
 
+        from models.training.from_stream import plot_round  # noqa: PLC0415
+
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        plot_round(report, Path(args.report).with_suffix(".png"))
     print(json.dumps({k: report[k] for k in ("kept", "before", "after", "records")}))
     return status
 

@@ -65,7 +65,7 @@ def test_the_student_is_redistilled_from_the_stream_and_reloaded(kafka_local, tr
         shadow_answers = pipeline.read("shadow_results", until=1, timeout=30)
         # the tolerance keeps the round whatever a random tiny model scores: the switch is what is tested here
         done = subprocess.run([sys.executable, "-m", "stream_app.tools.cli", "distill", "--from-stream", "--min-records", "20", "--epochs", "1",
-                               "--tolerance", "100", "--no-progress", "--threads", "1"], env={**os.environ, **pipeline.env},
+                               "--tolerance", "100", "--no-progress", "--threads", "1", "--report", str(tmp_path / "round.json")], env={**os.environ, **pipeline.env},
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         round_report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -80,6 +80,7 @@ def test_the_student_is_redistilled_from_the_stream_and_reloaded(kafka_local, tr
     assert sources["routed"] == len(routed) and sources["shadow"] == len(shadow_answers)
     assert all(len(k["probs"]) == len(old.labels) and k["text"] for k in knowledge)
     assert {r["teacher_probs"] == k["probs"] for r in routed for k in knowledge if k["id"] == r["id"]} == {True}
+    assert (tmp_path / "round.png").stat().st_size > 1000 and json.loads((tmp_path / "round.json").read_text())["kept"]
     assert round_report["kept"] and round_report["records"]["stream"] == len({k["id"] for k in knowledge})
     assert new.student.version != old.student.version and new.extra["stream_rounds"][-1]["student"] == new.student.version
     ids = Counter(r["id"] for r in output)

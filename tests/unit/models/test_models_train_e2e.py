@@ -179,6 +179,10 @@ def test_a_stream_round_keeps_the_new_student_only_if_not_worse(trained, tmp_pat
         assert refused.report["at_served_fraction"]["accuracy"] < refused.report["before"]["accuracy"]
         assert (bundle / "manifest.json").read_bytes() == before
         return
+    from models.training.from_stream import plot_round
+
+    plot_round(report, tmp_path / "round.png")
+    assert (tmp_path / "round.png").stat().st_size > 1000
     assert report["kept"] and report["at_served_fraction"]["accuracy"] >= report["before"]["accuracy"]
     assert report["at_served_fraction"]["teacher_fraction"] <= report["before"]["teacher_fraction"]
     assert report["records"]["stream"] == len(texts) and report["records"]["shadow"] == len(range(0, len(texts), 3))
