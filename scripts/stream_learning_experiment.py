@@ -36,9 +36,10 @@ from models.training.from_stream import (  # noqa: E402
     TooLittleData,
     distill_from_stream,
 )
-from models.training.pipeline import TrainConfig, _subsample, train_bundle  # noqa: E402
+from models.training.pipeline import TrainConfig, train_bundle  # noqa: E402
 from models.training.stream_knowledge import parse_knowledge  # noqa: E402
 from models.training.teacher_train import TeacherConfig  # noqa: E402
+from models.training.transfer_set import subsample  # noqa: E402
 from stream_app.kafka_io.read_back import read_json_topic  # noqa: E402
 from stream_app.settings import CACHE_DIR, Settings  # noqa: E402
 from stream_app.tools.runner import LocalRun, local_broker  # noqa: E402
@@ -115,7 +116,7 @@ def main() -> int:
     shutil.copytree(out / "bundle", served)  # every run starts from round 0
 
     train = load_dataset(args.data).split("train")
-    labelled, _ = _subsample(train.texts, train.labels, LABELLED, SEED)
+    labelled, _ = subsample(train.texts, train.labels, LABELLED, SEED)
     taken = set(labelled)
     live = [t for t in train.texts if t not in taken]
     size = -(-len(live) // args.rounds)

@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from models.base_models import resolve_base_model  # noqa: E402
 from models.training.data import load_dataset  # noqa: E402
-from models.training.pipeline import TrainConfig, _subsample, train_bundle  # noqa: E402
+from models.training.pipeline import TrainConfig, train_bundle  # noqa: E402
 from models.training.teacher_train import TeacherConfig  # noqa: E402
+from models.training.transfer_set import subsample  # noqa: E402
 from stream_app.settings import CACHE_DIR  # noqa: E402
 from stream_app.tools.train_cli import base_models_dir  # noqa: E402
 
@@ -41,7 +42,7 @@ SEED = 13
 def unlabelled_rest(data: str, out: Path) -> Path:
     """The train sentences outside the labelled subsample, as ``{"text": ...}`` lines (no labels)."""
     train = load_dataset(data).split("train")
-    kept, _ = _subsample(train.texts, train.labels, LABELLED, SEED)
+    kept, _ = subsample(train.texts, train.labels, LABELLED, SEED)
     kept_set = set(kept)
     path = out / "sst2-train-unlabelled.jsonl"
     out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,24 @@ def _check_label(label: Any, num_labels: int, where: str) -> int:
     if not 0 <= label < num_labels:
         raise DataError(f"{where}: unknown label {label}: labels.json has {num_labels} labels (0..{num_labels - 1})")
     return label
+
+
+CALIBRATION = "calibration"  # the held-out split's name, when there is one
+
+
+def with_calibration_holdout(dataset: TextDataset, size: int, seed: int) -> TextDataset:
+    """``dataset`` with ``size`` train records (a seeded sample) moved to a ``calibration`` split."""
+    train = dataset.split("train")
+    if not 0 < size < len(train):
+        raise ValueError(f"--calibration-holdout {size} must be between 1 and the train split's {len(train) - 1}")
+    held = sorted(random.Random(seed + 2).sample(range(len(train)), size))
+    keep = sorted(set(range(len(train))) - set(held))
+    out = TextDataset(name=dataset.name, source=dataset.source, labels=dataset.labels, _loader=dataset.split)
+    out._cache = {
+        "train": Split("train", [train.texts[i] for i in keep], [train.labels[i] for i in keep]),
+        CALIBRATION: Split(CALIBRATION, [train.texts[i] for i in held], [train.labels[i] for i in held]),
+    }
+    return out
 
 
 # --- hub datasets ----------------------------------------------------------------------

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -57,8 +56,8 @@ from models.training.distill import (
     make_student,
     teacher_logits_cached,
 )
-from models.training.pipeline import TrainConfig, TransferSet, _subsample, transfer_set
 from models.training.stream_knowledge import StreamExamples, stream_weights
+from models.training.transfer_set import TransferSet, build_transfer_set, subsample
 
 
 class TooLittleData(ValueError):
@@ -87,10 +86,9 @@ class StreamDistillConfig:
 
 def bundle_transfer_set(extra: dict, train_texts: list[str], train_labels: list[int]) -> TransferSet:
     """The labelled texts and augmented variants the bundle was distilled on, rebuilt from its manifest."""
-    trained = TrainConfig(data=str(extra.get("data", "")), out="", seed=int(extra.get("seed", 13)), train_limit=int(extra.get("train_limit", 0)),
-                          transfer_limit=int(extra.get("transfer_limit", 0)), extra={"augment": extra.get("augment", {})})
-    texts, labels = _subsample(train_texts, train_labels, trained.train_limit, trained.seed)
-    return transfer_set(trained, texts, labels)
+    seed = int(extra.get("seed", 13))
+    texts, labels = subsample(train_texts, train_labels, int(extra.get("train_limit", 0)), seed)
+    return build_transfer_set(texts, labels, seed=seed, transfer_limit=int(extra.get("transfer_limit", 0)), augment=extra.get("augment", {}))
 
 
 def _cascade(student_logits: np.ndarray, temperature: float, threshold: float, teacher_pred: np.ndarray, labels: np.ndarray) -> dict:
@@ -154,43 +152,52 @@ def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log:
                       desc=f"{arch} from the stream", log=log, weights=weights.tolist())
 
     new_student = StudentClassifier(net=net.eval(), tokenizer=tokenizer, max_length=manifest.max_length)
-    y = np.asarray(held_out.labels)
-    t_pred = teacher_logits(held_out.texts).argmax(1)
+    report = judge(bundle, new_student, held_out, teacher_logits(held_out.texts), extra.get("cascade", {}))
+    report["records"] = {"stream": len(stream_texts), "bundle": len(own), **{s: sources.count(s) for s in ("routed", "shadow")}}
+    report.update(distill=history["history"], parameters=count_parameters(net))
+    temperature, threshold = report["after"]["temperature"], report["after"]["threshold"]
+    if dataset.has_split("test"):  # reported, never used to choose
+        test = dataset.split("test")
+        ty, tt = np.asarray(test.labels), teacher_logits(test.texts).argmax(1)
+        report["test"] = {"before": _cascade(_batched_logits(bundle.load_student().logits, test.texts), manifest.temperature, manifest.threshold, tt, ty),
+                          "after": _cascade(_batched_logits(new_student.logits, test.texts), temperature, threshold, tt, ty),
+                          "teacher_accuracy": float((tt == ty).mean())}
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    before, same_cost = report["before"], report["at_served_fraction"]
+    if same_cost["accuracy"] < before["accuracy"] - cfg.tolerance / 100.0 - 1e-12:
+        report["kept"] = False
+        raise NotBetter(f"routing at most the served {100 * before['teacher_fraction']:.1f}%, the re-distilled cascade is "
+                        f"{100 * same_cost['accuracy']:.2f}% on the held-out split against the served {100 * before['accuracy']:.2f}%: "
+                        "the bundle is unchanged", report)
+    report["kept"] = True
+    report["after"]["student"] = write_round(root, manifest, net, tokenizer, config, temperature, threshold, report)
+    return report
+
+
+def judge(bundle, new_student: StudentClassifier, held_out, teacher_logits: np.ndarray, policy: dict) -> dict:
+    """The served and the new cascade on the held-out split: the new one's temperature and policy
+    threshold, and the new student's best cascade routing at most the served fraction."""
+    manifest = bundle.manifest
+    y, t_pred = np.asarray(held_out.labels), teacher_logits.argmax(1)
+    teacher_accuracy = float((t_pred == y).mean())
     old_logits = _batched_logits(bundle.load_student().logits, held_out.texts)
     new_logits = _batched_logits(new_student.logits, held_out.texts)
     temperature = fit_temperature(new_logits, held_out.labels)
     conf = calibrated_probs(new_logits, temperature).max(axis=1)
     rows = sweep(conf, new_logits.argmax(1), t_pred, y, default_thresholds(conf), 1.0, 1.0)
-    policy = extra.get("cascade", {})
-    choice = choose_threshold(rows, float((t_pred == y).mean()), float(policy.get("margin", 0.3)), policy.get("teacher_budget"))
+    choice = choose_threshold(rows, teacher_accuracy, float(policy.get("margin", 0.3)), policy.get("teacher_budget"))
     old_conf = calibrated_probs(old_logits, manifest.temperature).max(axis=1)
     old_rows = sweep(old_conf, old_logits.argmax(1), t_pred, y, default_thresholds(old_conf), 1.0, 1.0)
     before = _cascade(old_logits, manifest.temperature, manifest.threshold, t_pred, y)
-    after = _cascade(new_logits, temperature, choice.row.threshold, t_pred, y)
-    same_cost = choose_threshold(rows, float((t_pred == y).mean()), teacher_budget=before["teacher_fraction"]).row
-    report: dict[str, Any] = {
-        "bundle": str(root), "held_out": "validation", "records": {"stream": len(stream_texts), "bundle": len(own), **{s: sources.count(s) for s in ("routed", "shadow")}},
+    same_cost = choose_threshold(rows, teacher_accuracy, teacher_budget=before["teacher_fraction"]).row
+    return {
+        "bundle": str(bundle.root), "held_out": held_out.name, "teacher_accuracy": teacher_accuracy,
         "before": {"student": manifest.student.version, "threshold": manifest.threshold, **before},
-        "after": {"threshold": choice.row.threshold, "temperature": temperature, "rule": choice.rule, **after},
+        "after": {"threshold": choice.row.threshold, "temperature": temperature, "rule": choice.rule,
+                  **_cascade(new_logits, temperature, choice.row.threshold, t_pred, y)},
         "at_served_fraction": {"threshold": same_cost.threshold, "teacher_fraction": same_cost.teacher_fraction, "accuracy": same_cost.accuracy},
-        "teacher_accuracy": float((t_pred == y).mean()), "distill": history["history"], "parameters": count_parameters(net),
         "curves": {"before": [[r.teacher_fraction, r.accuracy] for r in old_rows], "after": [[r.teacher_fraction, r.accuracy] for r in rows]},
     }
-    if dataset.has_split("test"):
-        test = dataset.split("test")
-        ty, tt = np.asarray(test.labels), teacher_logits(test.texts).argmax(1)
-        report["test"] = {"before": _cascade(_batched_logits(bundle.load_student().logits, test.texts), manifest.temperature, manifest.threshold, tt, ty),
-                          "after": _cascade(_batched_logits(new_student.logits, test.texts), temperature, choice.row.threshold, tt, ty),
-                          "teacher_accuracy": float((tt == ty).mean())}
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    if same_cost.accuracy < before["accuracy"] - cfg.tolerance / 100.0 - 1e-12:
-        report["kept"] = False
-        raise NotBetter(f"routing at most the served {100 * before['teacher_fraction']:.1f}%, the re-distilled cascade is "
-                        f"{100 * same_cost.accuracy:.2f}% on the held-out split against the served {100 * before['accuracy']:.2f}%: "
-                        "the bundle is unchanged", report)
-    report["kept"] = True
-    report["after"]["student"] = write_round(root, manifest, net, tokenizer, config, temperature, choice.row.threshold, report)
-    return report
 
 
 def plot_round(report: dict, path: Path) -> None:

@@ -18,7 +18,6 @@ Bundle layout written here (``models/bundle.py`` has the base format)::
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -46,7 +45,6 @@ from models.cascade import calibrated_probs
 from models.student import StudentClassifier
 from models.student_nets import ARCHITECTURES, count_parameters
 from models.teacher import TeacherClassifier, bulk_token_budget, resolve_target
-from models.training.augment import AugmentConfig, augment_texts
 from models.training.calibrate import (
     choose_threshold,
     default_thresholds,
@@ -56,7 +54,13 @@ from models.training.calibrate import (
     time_per_record,
 )
 from models.training.checkpoints import run_stage, stable_hash, texts_hash
-from models.training.data import Split, TextDataset, dataset_name, load_dataset
+from models.training.data import (
+    CALIBRATION,
+    TextDataset,
+    dataset_name,
+    load_dataset,
+    with_calibration_holdout,
+)
 from models.training.distill import (
     DISTILL_DEFAULTS,
     DistillConfig,
@@ -66,17 +70,9 @@ from models.training.distill import (
     teacher_logits_cached,
 )
 from models.training.report import write_report
-from models.training.tango_curve import (
-    RecordCosts,
-    cascade_curve,
-    measure_cascade,
-    oracle_curve,
-    random_curve,
-    student_cpu_per_record,
-    teacher_cpu_per_record,
-)
+from models.training.tango_curve import measured_curves
 from models.training.teacher_train import TeacherConfig, accuracy, train_teacher
-from models.training.transfer_data import load_unlabelled
+from models.training.transfer_set import TransferSet, build_transfer_set, subsample
 
 STAGE_VERSION = 1
 
@@ -123,19 +119,12 @@ class TrainConfig:
         return Path(self.out).expanduser()
 
 
-def _subsample(texts: list[str], labels: list[int], limit: int, seed: int) -> tuple[list[str], list[int]]:
-    if not limit or limit >= len(texts):
-        return texts, labels
-    order = sorted(random.Random(seed).sample(range(len(texts)), limit))
-    return [texts[i] for i in order], [labels[i] for i in order]
-
-
 def teacher_stage(cfg: TrainConfig, dataset: TextDataset, log: Callable[[str], None] = print) -> dict:
     out = cfg.out_path()
     tcfg = replace(cfg.teacher, seed=cfg.seed).resolved()
     train = dataset.split("train")
     val = dataset.split("validation")
-    texts, labels = _subsample(train.texts, train.labels, cfg.train_limit, cfg.seed)
+    texts, labels = subsample(train.texts, train.labels, cfg.train_limit, cfg.seed)
     key = stable_hash(
         {
             "v": STAGE_VERSION,
@@ -186,35 +175,16 @@ def log_to(path: Path | None) -> Callable[[str], None]:
 # --- soft labels -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TransferSet:
-    """What the students learn from: the train texts (with gold), their augmented variants
-    and the ``--transfer-data`` texts (both gold -1: the teacher's soft labels only)."""
-
-    texts: list[str]
-    gold: list[int]
-    unlabelled: int  # how many of the last texts came from --transfer-data
-
-    def vocabulary_texts(self) -> list[str]:
-        """Real texts the student tokenizer learns its words from (not the augmented ones)."""
-        labelled = [t for t, g in zip(self.texts, self.gold) if g >= 0]
-        return labelled + (self.texts[len(self.texts) - self.unlabelled :] if self.unlabelled else [])
-
-
 def transfer_set(cfg: TrainConfig, train_texts: list[str], train_labels: list[int]) -> TransferSet:
-    aug_cfg = AugmentConfig(**{**asdict(AugmentConfig(seed=cfg.seed)), **cfg.extra.get("augment", {})})
-    seeds, seed_labels = _subsample(train_texts, train_labels, cfg.transfer_limit, cfg.seed + 1)
-    augmented = augment_texts(seeds, aug_cfg) if aug_cfg.per_text > 0 else []
-    unlabelled = load_unlabelled(cfg.transfer_data, exclude=train_texts) if cfg.transfer_data else []
-    extra = augmented + unlabelled
-    return TransferSet(list(train_texts) + extra, list(train_labels) + [-1] * len(extra), len(unlabelled))
+    return build_transfer_set(train_texts, train_labels, seed=cfg.seed, transfer_limit=cfg.transfer_limit,
+                              augment=cfg.extra.get("augment", {}), transfer_data=cfg.transfer_data)
 
 
 def soft_label_stage(cfg: TrainConfig, dataset: TextDataset, log: Callable[[str], None] = print) -> dict:
     out = cfg.out_path()
     work = out / "work"
     train = dataset.split("train")
-    texts, labels = _subsample(train.texts, train.labels, cfg.train_limit, cfg.seed)
+    texts, labels = subsample(train.texts, train.labels, cfg.train_limit, cfg.seed)
     transfer_data = transfer_set(cfg, texts, labels)
     transfer, gold = transfer_data.texts, transfer_data.gold
     teacher_id = teacher_identity(out / "teacher")
@@ -335,48 +305,15 @@ def calibrate_stage(cfg: TrainConfig, dataset: TextDataset, students: dict[str, 
         log(f"student {arch}: T={temperature:.3f}, threshold {choice.row.threshold:.4f} ({choice.rule}), validation cascade {choice.row.accuracy:.4f} "
             f"with {choice.row.teacher_fraction:.3f} to the teacher, speed-up {choice.row.speedup:.2f}x")
     stage_times["calibration"] = round(time.perf_counter() - started, 1)
-    started = time.perf_counter()
-    curves = measured_curves(cfg, test or val, teacher, logits_of(test.texts) if test else t_val, summary, log)
-    stage_times["measured_costs"] = round(time.perf_counter() - started, 1)
-
     serve = cfg.serve or max((a for a in summary if summary[a]["fits"]), key=lambda a: (summary[a]["validation_accuracy"], -summary[a]["parameters"]), default=next(iter(summary)))
     if serve not in summary:
         raise ValueError(f"--serve {serve!r} is not among the trained students {sorted(summary)}")
-    curves["served"] = serve
-    entry = summary[serve]
-    student = load_student_from(work / "students" / serve, serve, entry["config"], max_length)
-    curves["measured_cascade"] = measure_cascade(student.logits, lambda x: calibrated_probs(x, entry["temperature"]), teacher, (test or val).texts,
-                                                 entry["threshold"])
-    log(f"cascade run at threshold {entry['threshold']:.4f}: {curves['measured_cascade']['cpu_s_per_1k']} CPU-s per 1,000 records, "
-        f"{curves['measured_cascade']['teacher_fraction']:.3f} routed")
+    started = time.perf_counter()
+    trained = {arch: (load_student_from(work / "students" / arch, arch, entry["config"], max_length), entry) for arch, entry in summary.items()}
+    curves = measured_curves(test or val, teacher, logits_of(test.texts) if test else t_val, trained, serve, log)
+    stage_times["measured_costs"] = round(time.perf_counter() - started, 1)
     (out / "tango_curve.json").write_text(json.dumps(curves) + "\n")
     return write_bundle(cfg, dataset, summary, serve, {"validation": teacher_val_acc, "test": teacher_test_acc}, teacher_cost, stage_times, log)
-
-
-def measured_curves(cfg: TrainConfig, split: Split, teacher: TeacherClassifier, t_logits: np.ndarray, summary: dict[str, dict],
-                    log: Callable[[str], None]) -> dict:
-    """The Tango figure's data on ``split``: per student, the cascade, random-routing and oracle
-    curves with measured CPU costs (``models.training.tango_curve``)."""
-    labels = np.asarray(split.labels)
-    teacher_costs = teacher_cpu_per_record(teacher, split.texts)
-    t_correct = t_logits.argmax(1) == labels
-    doc: dict[str, Any] = {"split": split.name, "records": len(labels), "teacher_precision": teacher.precision,
-                           "teacher": {"accuracy": float(t_correct.mean()), "cpu_s_per_1k": round(1000 * float(teacher_costs.mean()), 4)},
-                           "students": {}}
-    for arch, entry in summary.items():
-        student = load_student_from(cfg.out_path() / "work" / "students" / arch, arch, entry["config"], cfg.teacher.max_length)
-        costs = RecordCosts(student_cpu_per_record(student.logits, split.texts), teacher_costs)
-        s_logits = _student_logits(student, split.texts)
-        conf = calibrated_probs(s_logits, entry["temperature"]).max(axis=1)
-        s_correct = s_logits.argmax(1) == labels
-        doc["students"][arch] = {
-            "accuracy": float(s_correct.mean()), "cpu_s_per_1k": round(1000 * costs.student_s, 4), "threshold": entry["threshold"],
-            "cascade": [p.to_json() for p in cascade_curve(conf, s_logits.argmax(1), t_logits.argmax(1), labels, default_thresholds(conf), costs)],
-            "random": [p.to_json() for p in random_curve(s_correct, t_correct, costs)],
-            "oracle": [p.to_json() for p in oracle_curve(s_correct, t_correct, costs)],
-        }
-        log(f"measured on {split.name}: student {arch} {1000 * costs.student_s:.3f}, teacher {1000 * costs.teacher_mean_s:.3f} CPU-s per 1,000 records")
-    return doc
 
 
 def write_bundle(cfg: TrainConfig, dataset: TextDataset, summary: dict, serve: str, teacher_acc: dict, teacher_cost: float, stage_times: dict, log: Callable[[str], None]) -> dict:
@@ -426,24 +363,6 @@ def write_bundle(cfg: TrainConfig, dataset: TextDataset, summary: dict, serve: s
     write_report(out, manifest_extra=extra, summary=summary)
     log(f"bundle written to {out} (serving {serve})")
     return extra
-
-
-CALIBRATION = "calibration"  # the held-out split's name, when there is one
-
-
-def with_calibration_holdout(dataset: TextDataset, size: int, seed: int) -> TextDataset:
-    """``dataset`` with ``size`` train records (a seeded sample) moved to a ``calibration`` split."""
-    train = dataset.split("train")
-    if not 0 < size < len(train):
-        raise ValueError(f"--calibration-holdout {size} must be between 1 and the train split's {len(train) - 1}")
-    held = sorted(random.Random(seed + 2).sample(range(len(train)), size))
-    keep = sorted(set(range(len(train))) - set(held))
-    out = TextDataset(name=dataset.name, source=dataset.source, labels=dataset.labels, _loader=dataset.split)
-    out._cache = {
-        "train": Split("train", [train.texts[i] for i in keep], [train.labels[i] for i in keep]),
-        CALIBRATION: Split(CALIBRATION, [train.texts[i] for i in held], [train.labels[i] for i in held]),
-    }
-    return out
 
 
 def train_bundle(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> Path:

@@ -24,11 +24,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-from models.cascade import cascade_predictions, to_teacher
+from models.cascade import calibrated_probs, cascade_predictions, to_teacher
+from models.student import StudentClassifier
 from models.teacher import TeacherClassifier, length_buckets
+from models.training.calibrate import default_thresholds
+from models.training.data import Split
 
 STREAM_BATCH = 128  # the student's batch in the stream worker (student_batch_size's default)
 
@@ -159,3 +163,32 @@ def measure_cascade(student_logits: Callable[[list[str]], np.ndarray], probs_of:
     seconds = _cpu_of(run)
     return {"threshold": threshold, "teacher_fraction": round(len(routed_texts) / len(texts), 6),
             "cpu_s_per_1k": round(1000.0 * seconds / len(texts), 4), "records": len(texts)}
+
+
+def measured_curves(split: Split, teacher: TeacherClassifier, t_logits: np.ndarray, students: dict[str, tuple[StudentClassifier, dict]],
+                    served: str, log: Callable[[str], None] = print) -> dict:
+    """The Tango figure's data on ``split``: per student (its calibration ``entry``: temperature,
+    threshold), the cascade, random-routing and oracle curves with measured CPU costs; then the
+    ``served`` student's cascade run for real at its threshold."""
+    labels = np.asarray(split.labels)
+    teacher_costs = teacher_cpu_per_record(teacher, split.texts)
+    t_correct = t_logits.argmax(1) == labels
+    doc: dict[str, Any] = {"split": split.name, "records": len(labels), "teacher_precision": teacher.precision,
+                           "teacher": {"accuracy": float(t_correct.mean()), "cpu_s_per_1k": round(1000 * float(teacher_costs.mean()), 4)},
+                           "students": {}}
+    for arch, (student, entry) in students.items():
+        costs = RecordCosts(student_cpu_per_record(student.logits, split.texts), teacher_costs)
+        s_logits = np.concatenate([student.logits(split.texts[i : i + 1024]) for i in range(0, len(split.texts), 1024)])
+        conf = calibrated_probs(s_logits, entry["temperature"]).max(axis=1)
+        s_correct = s_logits.argmax(1) == labels
+        doc["students"][arch] = {
+            "accuracy": float(s_correct.mean()), "cpu_s_per_1k": round(1000 * costs.student_s, 4), "threshold": entry["threshold"],
+            "cascade": [p.to_json() for p in cascade_curve(conf, s_logits.argmax(1), t_logits.argmax(1), labels, default_thresholds(conf), costs)],
+            "random": [p.to_json() for p in random_curve(s_correct, t_correct, costs)],
+            "oracle": [p.to_json() for p in oracle_curve(s_correct, t_correct, costs)],
+        }
+        log(f"measured on {split.name}: student {arch} {1000 * costs.student_s:.3f}, teacher {1000 * costs.teacher_mean_s:.3f} CPU-s per 1,000 records")
+    student, entry = students[served]
+    run = measure_cascade(student.logits, lambda x: calibrated_probs(x, entry["temperature"]), teacher, split.texts, entry["threshold"])
+    log(f"cascade run at threshold {entry['threshold']:.4f}: {run['cpu_s_per_1k']} CPU-s per 1,000 records, {run['teacher_fraction']:.3f} routed")
+    return {**doc, "served": served, "measured_cascade": run}

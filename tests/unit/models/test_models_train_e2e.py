@@ -113,8 +113,7 @@ def test_train_reports_data_errors(tmp_path, capsys):
 
 
 def test_calibration_holdout_moves_train_records_out_of_training(tmp_path):
-    from models.training.data import load_dataset
-    from models.training.pipeline import CALIBRATION, with_calibration_holdout
+    from models.training.data import CALIBRATION, load_dataset, with_calibration_holdout
 
     data = make_tiny_dataset(tmp_path / "tiny", {"train": 50, "validation": 10})
     dataset = load_dataset(data)
