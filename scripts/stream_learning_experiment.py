@@ -86,7 +86,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax2.set_ylabel("accuracy (%)")
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center right")
-    ax.set_title("emotion, 2,000 labelled tweets: learning from 14,000 unlabelled ones on the stream")
+    ax.set_title("emotion, 2,000 labelled tweets, 14,000 unlabelled streamed: learning rounds", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -143,7 +143,7 @@ def main() -> int:
                 stream_routed = sum(r["tier"] == "teacher" for r in mine) / len(mine)
                 records, _ = read_json_topic(run.settings, run.settings.knowledge_topic, timeout_s=120)
                 examples = parse_knowledge(records, len(labels))
-                row = {"round": k, "stream_routed": stream_routed, "knowledge": len(examples.texts), **examples.counts()}
+                row = {"round": k, "stream_routed": stream_routed, "knowledge": len(examples.texts), "knowledge_sources": examples.counts()}
                 try:
                     report = distill_from_stream(StreamDistillConfig(bundle=str(served), shadow_fraction=args.shadow_fraction), examples)
                     kept += 1
@@ -162,11 +162,13 @@ def main() -> int:
            "command": " ".join(["scripts/stream_learning_experiment.py", *sys.argv[1:]])}
     Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     plot(rows, Path(args.plot))
-    print("| round | kept | knowledge records | routed (live) | routed (test) | cascade (test) | student (test) | teacher (test) |")
+    print("| round | kept | knowledge records (routed + shadow) | routed (live) | routed (test) | cascade (test) | student (test) | teacher (test) |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         live_routed = "—" if r["stream_routed"] is None else f"{100 * r['stream_routed']:.1f}%"
-        print(f"| {r['round']} | {r['kept']} | {r['knowledge']:,} | {live_routed} | {100 * r['routed']:.1f}% | {100 * r['cascade_accuracy']:.2f}% "
+        sources = r.get("knowledge_sources") or {}
+        kept = "—" if r["kept"] is None else ("yes" if r["kept"] else "refused")
+        print(f"| {r['round']} | {kept} | {r['knowledge']:,} ({sources.get('routed', 0):,} + {sources.get('shadow', 0):,}) | {live_routed} | {100 * r['routed']:.1f}% | {100 * r['cascade_accuracy']:.2f}% "
               f"| {100 * r['student_accuracy']:.2f}% | {100 * r['teacher_accuracy']:.2f}% |")
     return 0
 
