@@ -41,8 +41,9 @@ def bundle_students(bundle: Bundle) -> dict[str, StudentClassifier]:
     return out
 
 
-def _batched(fn, texts: list[str], batch: int = 1024) -> np.ndarray:
-    return np.concatenate([fn(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+def batched_logits(logits, texts: list[str], batch: int = 1024) -> np.ndarray:
+    """``logits`` (a model's texts → array call) over ``texts`` in chunks of ``batch``, concatenated."""
+    return np.concatenate([logits(texts[i : i + batch]) for i in range(0, len(texts), batch)])
 
 
 def evaluate_bundle(bundle_dir: str | Path, data: str, split: str = "test", measure_costs: bool = False) -> dict[str, Any]:
@@ -55,13 +56,13 @@ def evaluate_bundle(bundle_dir: str | Path, data: str, split: str = "test", meas
     device, precision = resolve_target("auto", "auto")  # as teacher workers serve it, as training calibrated it
     teacher = TeacherClassifier.load(bundle.teacher_path, max_length=manifest.max_length, token_budget=bulk_token_budget(device),
                                      precision=precision, device=device)
-    t_logits = _batched(teacher.logits, part.texts, 2048)
+    t_logits = batched_logits(teacher.logits, part.texts, 2048)
     students = bundle_students(bundle)
-    results = {name: {"accuracy": accuracy(_batched(s.logits, part.texts), part.labels), "parameters": count_parameters(s.net)} for name, s in students.items()}
+    results = {name: {"accuracy": accuracy(batched_logits(s.logits, part.texts), part.labels), "parameters": count_parameters(s.net)} for name, s in students.items()}
 
     served_name = manifest.student.arch
     served = students[served_name]
-    s_logits = _batched(served.logits, part.texts)
+    s_logits = batched_logits(served.logits, part.texts)
     conf = calibrated_probs(s_logits, manifest.temperature).max(axis=1)
     pred, routed = cascade_predictions(conf, s_logits.argmax(1), t_logits.argmax(1), manifest.threshold)
     fraction = float(routed.mean())
@@ -111,8 +112,8 @@ def word_order_sensitivity(model: str | Path, data: str, split: str = "test", se
     teacher = TeacherClassifier.load(teacher_path, max_length=max_length or 64, token_budget=8192)
     dataset = load_dataset(data)
     part = dataset.split(split)
-    original = accuracy(_batched(teacher.logits, part.texts, 2048), part.labels)
-    shuffled = accuracy(_batched(teacher.logits, shuffle_words(part.texts, seed), 2048), part.labels)
+    original = accuracy(batched_logits(teacher.logits, part.texts, 2048), part.labels)
+    shuffled = accuracy(batched_logits(teacher.logits, shuffle_words(part.texts, seed), 2048), part.labels)
     return {
         "dataset": dataset.name,
         "split": split,

@@ -38,7 +38,7 @@ from models.bundle import (
     parse_manifest,
     save_student,
 )
-from models.cascade import calibrated_probs
+from models.cascade import calibrated_probs, cascade_predictions
 from models.student import StudentClassifier
 from models.student_nets import count_parameters
 from models.teacher import TeacherClassifier, bulk_token_budget, resolve_target
@@ -48,7 +48,7 @@ from models.training.calibrate import (
     fit_temperature,
     sweep,
 )
-from models.training.data import load_dataset
+from models.training.data import Split, load_dataset
 from models.training.distill import (
     DISTILL_DEFAULTS,
     DistillConfig,
@@ -56,6 +56,7 @@ from models.training.distill import (
     make_student,
     teacher_logits_cached,
 )
+from models.training.evaluate import batched_logits
 from models.training.stream_knowledge import StreamExamples, stream_weights
 from models.training.transfer_set import TransferSet, build_transfer_set, subsample
 
@@ -93,14 +94,9 @@ def bundle_transfer_set(extra: dict, train_texts: list[str], train_labels: list[
 
 def _cascade(student_logits: np.ndarray, temperature: float, threshold: float, teacher_pred: np.ndarray, labels: np.ndarray) -> dict:
     conf = calibrated_probs(student_logits, temperature).max(axis=1)
-    routed = conf < threshold
-    pred = np.where(routed, teacher_pred, student_logits.argmax(1))
+    pred, routed = cascade_predictions(conf, student_logits.argmax(1), teacher_pred, threshold)
     return {"accuracy": float((pred == labels).mean()), "teacher_fraction": float(routed.mean()),
             "student_accuracy": float((student_logits.argmax(1) == labels).mean())}
-
-
-def _batched_logits(logits: Callable, texts: list[str], batch: int = 1024) -> np.ndarray:
-    return np.concatenate([logits(texts[i : i + batch]) for i in range(0, len(texts), batch)])
 
 
 def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log: Callable[[str], None] = print) -> dict:
@@ -152,15 +148,17 @@ def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log:
                       desc=f"{arch} from the stream", log=log, weights=weights.tolist())
 
     new_student = StudentClassifier(net=net.eval(), tokenizer=tokenizer, max_length=manifest.max_length)
-    report = judge(bundle, new_student, held_out, teacher_logits(held_out.texts), extra.get("cascade", {}))
+    served = bundle.load_student()
+    report = judge(manifest, served, new_student, held_out, teacher_logits(held_out.texts), extra.get("cascade", {}))
+    report["bundle"] = str(root)
     report["records"] = {"stream": len(stream_texts), "bundle": len(own), **{s: sources.count(s) for s in ("routed", "shadow")}}
     report.update(distill=history["history"], parameters=count_parameters(net))
     temperature, threshold = report["after"]["temperature"], report["after"]["threshold"]
     if dataset.has_split("test"):  # reported, never used to choose
         test = dataset.split("test")
         ty, tt = np.asarray(test.labels), teacher_logits(test.texts).argmax(1)
-        report["test"] = {"before": _cascade(_batched_logits(bundle.load_student().logits, test.texts), manifest.temperature, manifest.threshold, tt, ty),
-                          "after": _cascade(_batched_logits(new_student.logits, test.texts), temperature, threshold, tt, ty),
+        report["test"] = {"before": _cascade(batched_logits(served.logits, test.texts), manifest.temperature, manifest.threshold, tt, ty),
+                          "after": _cascade(batched_logits(new_student.logits, test.texts), temperature, threshold, tt, ty),
                           "teacher_accuracy": float((tt == ty).mean())}
     report["seconds"] = round(time.perf_counter() - started, 1)
     before, same_cost = report["before"], report["at_served_fraction"]
@@ -174,14 +172,14 @@ def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log:
     return report
 
 
-def judge(bundle, new_student: StudentClassifier, held_out, teacher_logits: np.ndarray, policy: dict) -> dict:
+def judge(manifest: Manifest, served: StudentClassifier, new_student: StudentClassifier, held_out: Split, teacher_logits: np.ndarray,
+          policy: dict) -> dict:
     """The served and the new cascade on the held-out split: the new one's temperature and policy
     threshold, and the new student's best cascade routing at most the served fraction."""
-    manifest = bundle.manifest
     y, t_pred = np.asarray(held_out.labels), teacher_logits.argmax(1)
     teacher_accuracy = float((t_pred == y).mean())
-    old_logits = _batched_logits(bundle.load_student().logits, held_out.texts)
-    new_logits = _batched_logits(new_student.logits, held_out.texts)
+    old_logits = batched_logits(served.logits, held_out.texts)
+    new_logits = batched_logits(new_student.logits, held_out.texts)
     temperature = fit_temperature(new_logits, held_out.labels)
     conf = calibrated_probs(new_logits, temperature).max(axis=1)
     rows = sweep(conf, new_logits.argmax(1), t_pred, y, default_thresholds(conf), 1.0, 1.0)
@@ -191,7 +189,7 @@ def judge(bundle, new_student: StudentClassifier, held_out, teacher_logits: np.n
     before = _cascade(old_logits, manifest.temperature, manifest.threshold, t_pred, y)
     same_cost = choose_threshold(rows, teacher_accuracy, teacher_budget=before["teacher_fraction"]).row
     return {
-        "bundle": str(bundle.root), "held_out": held_out.name, "teacher_accuracy": teacher_accuracy,
+        "held_out": held_out.name, "teacher_accuracy": teacher_accuracy,
         "before": {"student": manifest.student.version, "threshold": manifest.threshold, **before},
         "after": {"threshold": choice.row.threshold, "temperature": temperature, "rule": choice.rule,
                   **_cascade(new_logits, temperature, choice.row.threshold, t_pred, y)},

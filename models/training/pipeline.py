@@ -69,6 +69,7 @@ from models.training.distill import (
     teacher_identity,
     teacher_logits_cached,
 )
+from models.training.evaluate import batched_logits
 from models.training.report import write_report
 from models.training.tango_curve import measured_curves
 from models.training.teacher_train import TeacherConfig, accuracy, train_teacher
@@ -152,7 +153,7 @@ def label_precision(cfg: TrainConfig) -> str:
 
 def labelling_teacher(cfg: TrainConfig) -> TeacherClassifier:
     """The bundle's teacher as it labels and is calibrated: in ``label_precision``, on a GPU if there is one."""
-    device, precision = resolve_target(label_precision(cfg), "auto")
+    device, precision = resolve_target(cfg.label_precision, "auto")
     return TeacherClassifier.load(cfg.out_path() / "teacher", max_length=cfg.teacher.max_length, token_budget=bulk_token_budget(device),
                                   precision=precision, device=device)
 
@@ -254,10 +255,6 @@ def load_student_from(folder: Path, arch: str, config: dict, max_length: int) ->
 # --- calibration and the bundle -----------------------------------------------------------
 
 
-def _student_logits(student: StudentClassifier, texts: list[str], batch: int = 1024) -> np.ndarray:
-    return np.concatenate([student.logits(texts[i : i + batch]) for i in range(0, len(texts), batch)])
-
-
 def calibrate_stage(cfg: TrainConfig, dataset: TextDataset, students: dict[str, dict], stage_times: dict, log: Callable[[str], None] = print) -> dict:
     """Temperature, sweep and threshold for every student; picks the served one; writes the bundle."""
     out = cfg.out_path()
@@ -282,7 +279,7 @@ def calibrate_stage(cfg: TrainConfig, dataset: TextDataset, students: dict[str, 
     for arch, info in students.items():
         folder = work / "students" / arch
         student = load_student_from(folder, arch, info["config"], max_length)
-        s_val = _student_logits(student, val.texts)
+        s_val = batched_logits(student.logits, val.texts)
         temperature = fit_temperature(s_val, val.labels)
         cost = time_per_record(student.logits, timing_texts, batch_size=64)
         conf = calibrated_probs(s_val, temperature).max(axis=1)
@@ -296,7 +293,7 @@ def calibrate_stage(cfg: TrainConfig, dataset: TextDataset, students: dict[str, 
             "validation_sweep": [r.to_json() for r in rows], "fits": count_parameters(student.net) <= PARAM_LIMITS.get(arch, 10**12),
         }
         if test is not None:
-            s_test = _student_logits(student, test.texts)
+            s_test = batched_logits(student.logits, test.texts)
             tconf = calibrated_probs(s_test, temperature).max(axis=1)
             entry["test_accuracy"] = accuracy(s_test, test.labels)
             entry["test_cascade"] = sweep(tconf, s_test.argmax(1), t_test.argmax(1), np.asarray(test.labels), [choice.row.threshold], cost, teacher_cost)[0].to_json()

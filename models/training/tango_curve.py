@@ -33,6 +33,7 @@ from models.student import StudentClassifier
 from models.teacher import TeacherClassifier, length_buckets
 from models.training.calibrate import default_thresholds
 from models.training.data import Split
+from models.training.evaluate import batched_logits
 
 STREAM_BATCH = 128  # the student's batch in the stream worker (student_batch_size's default)
 
@@ -178,7 +179,7 @@ def measured_curves(split: Split, teacher: TeacherClassifier, t_logits: np.ndarr
                            "students": {}}
     for arch, (student, entry) in students.items():
         costs = RecordCosts(student_cpu_per_record(student.logits, split.texts), teacher_costs)
-        s_logits = np.concatenate([student.logits(split.texts[i : i + 1024]) for i in range(0, len(split.texts), 1024)])
+        s_logits = batched_logits(student.logits, split.texts)
         conf = calibrated_probs(s_logits, entry["temperature"]).max(axis=1)
         s_correct = s_logits.argmax(1) == labels
         doc["students"][arch] = {

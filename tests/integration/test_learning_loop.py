@@ -19,24 +19,19 @@ import pytest
 
 from models.bundle import load_bundle, write_manifest
 from models.cascade import calibrated_probs
-from models.testing import make_tiny_base_model, make_tiny_dataset
 from models.training.data import load_dataset
 from stream_app.kafka_io.read_back import read_json_topic
 from stream_app.settings import Settings
-from stream_app.tools.cli import main as tango
 from tests.integration.pipeline_harness import Pipeline, running
+from tests.tiny_training import train_tiny
 
 PHASE = 300
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("loop")
-    data = make_tiny_dataset(root / "tiny", {"train": 120, "validation": 40, "test": 40})
-    base = make_tiny_base_model(root / "base", load_dataset(data).split("train").texts)
-    out = root / "bundle"
-    assert tango(["train", "--data", str(data), "--out", str(out), "--base-model", str(base), "--teacher-epochs", "1", "--students", "mlp",
-                  "--student-epochs", "2", "--augment-per-text", "1", "--teacher-budget", "0.4", "--no-progress", "--threads", "1"]) == 0
+    data, out, _ = train_tiny(tmp_path_factory.mktemp("loop"), {"train": 120, "validation": 40, "test": 40},
+                              "--students", "mlp", "--augment-per-text", "1", "--teacher-budget", "0.4")
     return data, out
 
 

@@ -6,8 +6,9 @@ import json
 import pytest
 
 from models.bundle import load_bundle
-from models.testing import make_tiny_base_model, make_tiny_dataset
+from models.testing import make_tiny_dataset
 from stream_app.tools.train_cli import add_cli
+from tests.tiny_training import train_tiny
 
 
 def _run(argv):
@@ -19,16 +20,7 @@ def _run(argv):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    data = make_tiny_dataset(root / "tiny", {"train": 90, "validation": 30, "test": 30})
-    from models.training.data import load_dataset
-
-    base = make_tiny_base_model(root / "base", load_dataset(data).split("train").texts)
-    out = root / "bundle"
-    argv = ["train", "--data", str(data), "--out", str(out), "--base-model", str(base), "--teacher-epochs", "1",
-            "--student-epochs", "2", "--augment-per-text", "2", "--no-progress", "--threads", "1"]
-    assert _run(argv) == 0
-    return data, out, argv
+    return train_tiny(tmp_path_factory.mktemp("e2e"), {"train": 90, "validation": 30, "test": 30}, "--augment-per-text", "2")
 
 
 def test_train_writes_a_loadable_bundle(trained):
