@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from models.base_models import resolve_base_model  # noqa: E402
 from models.training.data import load_dataset  # noqa: E402
 from models.training.pipeline import TrainConfig, train_bundle  # noqa: E402
+from models.training.report import at_threshold  # noqa: E402
 from models.training.teacher_train import TeacherConfig  # noqa: E402
 from models.training.transfer_set import subsample  # noqa: E402
 from stream_app.settings import CACHE_DIR  # noqa: E402
@@ -71,7 +72,7 @@ def summarise(bundle: Path) -> dict:
     students = {}
     for arch, spec in extra["students"].items():
         entry = curves["students"][arch]
-        at = min(entry["cascade"], key=lambda p: abs(p["threshold"] - spec["threshold"]))
+        at = at_threshold(entry["cascade"], spec["threshold"])
         students[arch] = {"parameters": spec["parameters"], "test_accuracy": spec["test_accuracy"], "threshold": spec["threshold"],
                           "cascade_test_accuracy": at["accuracy"], "cascade_test_routed": at["teacher_fraction"],
                           "cascade_cpu_s_per_1k": at["cpu_s_per_1k"]}

@@ -109,7 +109,8 @@ def write_report(out: Path, manifest_extra: dict[str, Any], summary: dict[str, d
         plot_tango(out / "tradeoff.png", extra["dataset"], curves)
 
 
-def _at_threshold(points: list[dict], threshold: float) -> dict:
+def at_threshold(points: list[dict], threshold: float) -> dict:
+    """The curve point whose threshold is nearest ``threshold``."""
     return min(points, key=lambda p: abs(p["threshold"] - threshold))
 
 
@@ -122,7 +123,7 @@ def measured_cost_lines(curves: dict) -> list[str]:
              f"| teacher only | {_pct(teacher['accuracy'])} | 100.00% | {teacher['cpu_s_per_1k']:.3f} | 1.00x |"]
     for arch, entry in curves["students"].items():
         lines.append(f"| {arch} alone | {_pct(entry['accuracy'])} | 0.00% | {entry['cpu_s_per_1k']:.3f} | {teacher['cpu_s_per_1k'] / entry['cpu_s_per_1k']:.1f}x |")
-        at = _at_threshold(entry["cascade"], entry["threshold"])
+        at = at_threshold(entry["cascade"], entry["threshold"])
         lines.append(f"| cascade, {arch}, threshold {entry['threshold']:.4f} (curve) | {_pct(at['accuracy'])} | {_pct(at['teacher_fraction'])} "
                      f"| {at['cpu_s_per_1k']:.3f} | {teacher['cpu_s_per_1k'] / at['cpu_s_per_1k']:.1f}x |")
     run = curves.get("measured_cascade")
@@ -146,7 +147,7 @@ def plot_tango(path: Path, dataset: str, curves: dict) -> None:
         ax.plot(*xy(sorted(entry["cascade"], key=lambda p: p["cpu_s_per_1k"])), "-", color=color, lw=1.6, label=f"cascade, {arch} student")
         ax.plot(*xy(entry["random"]), "--", color=color, lw=1.0, alpha=0.8, label=f"random routing, {arch}")
         ax.plot(*xy(entry["oracle"]), ":", color=color, lw=1.4, label=f"oracle (teacher only where {arch} is wrong)")
-        at = _at_threshold(entry["cascade"], entry["threshold"])
+        at = at_threshold(entry["cascade"], entry["threshold"])
         ax.plot(at["cpu_s_per_1k"], 100 * at["accuracy"], "*", color=color, ms=13,
                 label=f"{arch}: threshold {entry['threshold']:.3f} ({100 * at['teacher_fraction']:.1f}% to teacher)")
         ax.plot(entry["cpu_s_per_1k"], 100 * entry["accuracy"], "o", color=color, ms=7, mfc="white", label=f"{arch} alone")

@@ -1,6 +1,6 @@
 """The Tango figure from measured costs: accuracy against CPU-seconds per 1,000 records.
 
-Costs come from a timed run on the evaluation split itself (``measure_costs``): the student
+Costs come from a timed run on the evaluation split itself (``measured_curves``): the student
 over every record in stream-sized batches, and the teacher over every record in
 length-bucketed batches, each batch's CPU time shared among its records by token count,
 so a routed record costs what its own batch measured. CPU time is the process's
@@ -86,10 +86,6 @@ def teacher_cpu_per_record(teacher: TeacherClassifier, texts: Sequence[str]) -> 
         tokens = np.asarray([lengths[i] for i in chunk], dtype=np.float64)
         costs[chunk] = seconds * tokens / tokens.sum()
     return costs
-
-
-def measure_costs(student_logits: Callable[[list[str]], object], teacher: TeacherClassifier, texts: Sequence[str]) -> RecordCosts:
-    return RecordCosts(student_cpu_per_record(student_logits, texts), teacher_cpu_per_record(teacher, texts))
 
 
 def _per_1k(student_s: float, routed_teacher_s: float, n: int) -> float:

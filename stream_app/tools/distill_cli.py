@@ -57,7 +57,6 @@ def run_distill(args) -> int:
         return 2
     if not settings.shadow_fraction:
         say("tango distill: note: shadow_fraction is 0: only routed (hard) tweets can be on the knowledge topic")
-    report: dict = {}
     try:
         from models.bundle import load_bundle  # noqa: PLC0415
 
