@@ -7,17 +7,25 @@ through the cascade on the local broker in ``--rounds`` equal parts, in train-fi
 After each part, ``distill_from_stream`` (what ``tango distill --from-stream`` runs) re-distils
 the served student on everything the knowledge topic holds so far; the running stream
 worker hot-reloads a kept round. After each round the served bundle is measured on the
-test split (cascade accuracy and routed fraction, ``tango evaluate``'s numbers).
+test split (cascade accuracy and routed fraction, ``tango evaluate``'s numbers), and so is
+the served student's test curve: the least it must route to stay within ``WINDOW`` points of
+round 0's accuracy (a Tango curve's comparison at equal accuracy; reported, never used to
+choose anything).
 
-    .venv/bin/python scripts/stream_learning_experiment.py [--rounds 3] [--shadow-fraction 0.2]
+    .venv/bin/python scripts/stream_learning_experiment.py [--students bilstm|mlp] [--rounds 3] [--shadow-fraction 0.2] [--order-seed N]
 
-Writes docs/bench/stream-learning.json and docs/img/stream-learning.png; prints the table.
+``--order-seed N`` streams the live tweets in a shuffled order (default: train-file order),
+so runs with other seeds give the run-to-run spread.
+
+Writes docs/bench/stream-learning-STUDENTS[-orderN].json and docs/img/stream-learning-STUDENTS[-orderN].png
+and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import sys
 import tempfile
@@ -27,9 +35,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
 from models.base_models import resolve_base_model  # noqa: E402
+from models.bundle import load_bundle  # noqa: E402
+from models.cascade import calibrated_probs  # noqa: E402
+from models.teacher import TeacherClassifier, bulk_token_budget, resolve_target  # noqa: E402
+from models.training.calibrate import default_thresholds, sweep  # noqa: E402
 from models.training.data import load_dataset  # noqa: E402
-from models.training.evaluate import evaluate_bundle  # noqa: E402
+from models.training.evaluate import batched_logits, evaluate_bundle  # noqa: E402
 from models.training.from_stream import (  # noqa: E402
     NotBetter,
     StreamDistillConfig,
@@ -46,6 +60,7 @@ from stream_app.tools.runner import LocalRun, local_broker  # noqa: E402
 from stream_app.tools.train_cli import base_models_dir  # noqa: E402
 
 LABELLED, SEED = 2000, 13
+WINDOW = 0.5  # accuracy points: "the same accuracy" of the target
 
 
 def measure(bundle: Path, data: str) -> dict:
@@ -53,6 +68,36 @@ def measure(bundle: Path, data: str) -> dict:
     c = result["cascade"]
     return {"cascade_accuracy": c["accuracy"], "routed": c["teacher_fraction"], "threshold": c["threshold"],
             "student_accuracy": result["students"][c["student"]]["accuracy"], "teacher_accuracy": result["teacher"]["accuracy"]}
+
+
+def test_teacher_predictions(bundle: Path, data: str) -> np.ndarray:
+    """The teacher's test-split labels: the teacher never changes between rounds."""
+    served = load_bundle(bundle)
+    device, precision = resolve_target("auto", "auto")
+    teacher = TeacherClassifier.load(served.teacher_path, max_length=served.manifest.max_length, token_budget=bulk_token_budget(device),
+                                     precision=precision, device=device)
+    return batched_logits(teacher.logits, load_dataset(data).split("test").texts, 2048).argmax(1)
+
+
+def test_curve(bundle: Path, data: str, teacher_pred: np.ndarray) -> list[list[float]]:
+    """The served student's cascade on the test split at every candidate threshold: ``[routed, accuracy]``, cheapest first."""
+    served = load_bundle(bundle)
+    test = load_dataset(data).split("test")
+    logits = batched_logits(served.load_student().logits, test.texts)
+    conf = calibrated_probs(logits, served.manifest.temperature).max(axis=1)
+    rows = sweep(conf, logits.argmax(1), teacher_pred, np.asarray(test.labels), default_thresholds(conf), 1.0, 1.0)
+    return sorted({(round(r.teacher_fraction, 4), round(r.accuracy, 4)) for r in rows})
+
+
+def routed_at_accuracy(curve: list[list[float]], accuracy: float) -> float | None:
+    """The least routed fraction at which a curve reaches ``accuracy`` (None: never)."""
+    reached = [routed for routed, acc in curve if acc >= accuracy - 1e-9]
+    return min(reached) if reached else None
+
+
+def with_curve(row: dict, bundle: Path, data: str, teacher_pred: np.ndarray, round0_accuracy: float) -> dict:
+    curve = test_curve(bundle, data, teacher_pred)
+    return {**row, "routed_within_window": routed_at_accuracy(curve, round0_accuracy - WINDOW / 100), "test_curve": curve}
 
 
 def wait_reloads(run: LocalRun, count: int, timeout: float = 120.0) -> None:
@@ -65,14 +110,14 @@ def wait_reloads(run: LocalRun, count: int, timeout: float = 120.0) -> None:
         time.sleep(0.5)
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], students: str, path: Path) -> None:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     rounds = [r["round"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig, (ax, curves) = plt.subplots(1, 2, figsize=(12, 5.2), dpi=120)
     ax.plot(rounds, [100 * r["routed"] for r in rows], "o-", color="tab:blue", label="routed to the teacher (test)")
     ax.plot(rounds, [100 * r["stream_routed"] if r["stream_routed"] is not None else float("nan") for r in rows], "s--", color="tab:cyan",
             label="routed, live traffic of the round")
@@ -85,44 +130,30 @@ def plot(rows: list[dict], path: Path) -> None:
     ax2.axhline(100 * rows[0]["teacher_accuracy"], color="black", lw=0.8, ls="--", label="teacher only (test)")
     ax2.set_ylabel("accuracy (%)")
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center right")
-    ax.set_title("emotion, 2,000 labelled tweets, 14,000 unlabelled streamed: learning rounds", fontsize=9)
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    ax.set_title(f"emotion, {students}: 2,000 labelled tweets, 14,000 unlabelled streamed", fontsize=9)
+    for r in rows:
+        if r["round"] and not r["kept"]:
+            continue  # refused: the same curve as the round before
+        line = curves.plot([100 * x for x, _ in r["test_curve"]], [100 * y for _, y in r["test_curve"]], lw=1.2, label=f"round {r['round']}")[0]
+        curves.plot([100 * r["routed"]], [100 * r["cascade_accuracy"]], "o", color=line.get_color(), ms=6)
+    curves.axhline(100 * rows[0]["teacher_accuracy"], color="black", lw=0.8, ls="--", label="teacher only")
+    curves.axhline(100 * rows[0]["cascade_accuracy"] - WINDOW, color="grey", lw=0.8, ls=":", label=f"round 0's accuracy - {WINDOW:g} points")
+    curves.set_xlabel("routed to the teacher (%, test)")
+    curves.set_ylabel("cascade accuracy (%, test)")
+    curves.set_title("each round's cascade curve on test (dot: served threshold, chosen on validation)", fontsize=9)
+    curves.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "emotion"))
-    parser.add_argument("--base-model", default="minilm")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--shadow-fraction", type=float, default=0.2)
-    parser.add_argument("--students", default="mlp")
-    parser.add_argument("--out", default=str(CACHE_DIR / "experiments" / "emotion-stream-learning"))
-    parser.add_argument("--json", default=str(ROOT / "docs" / "bench" / "stream-learning.json"))
-    parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "stream-learning.png"))
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    out = Path(args.out).expanduser()
-    started = time.perf_counter()
-    teacher = TeacherConfig(base_model=resolve_base_model(args.base_model, base_models_dir()))
-    cfg = TrainConfig(data=args.data, out=str(out / "bundle"), teacher=teacher, students=tuple(args.students.split(",")),
-                      train_limit=LABELLED, seed=SEED, threads=args.threads)
-    train_bundle(cfg)
-    served = out / "served"
-    if served.exists():
-        shutil.rmtree(served)
-    shutil.copytree(out / "bundle", served)  # every run starts from round 0
-
-    train = load_dataset(args.data).split("train")
-    labelled, _ = subsample(train.texts, train.labels, LABELLED, SEED)
-    taken = set(labelled)
-    live = [t for t in train.texts if t not in taken]
+def stream_rounds(args: argparse.Namespace, served: Path, live: list[str], num_labels: int, teacher_pred: np.ndarray,
+                  round0_accuracy: float, round0_validation: dict) -> list[dict]:
+    """Stream the live tweets in ``args.rounds`` parts through the running cascade, one learning round after each."""
     size = -(-len(live) // args.rounds)
-    labels = load_dataset(args.data).labels
-    rows = [{"round": 0, "kept": None, "stream_routed": None, "knowledge": 0, **measure(served, args.data)}]
-    print(f"[learn] round 0: {rows[0]}", flush=True)
+    rows: list[dict] = []
+    previous = {"validation": round0_validation}
     settings = Settings.from_env()
     logs = Path(tempfile.mkdtemp(prefix="tango-learn-"))
     with local_broker(settings, external=False, keep=False):
@@ -142,34 +173,94 @@ def main() -> int:
                 mine = [r for r in collected.results if r["id"] in ids]
                 stream_routed = sum(r["tier"] == "teacher" for r in mine) / len(mine)
                 records, _ = read_json_topic(run.settings, run.settings.knowledge_topic, timeout_s=120)
-                examples = parse_knowledge(records, len(labels))
+                examples = parse_knowledge(records, num_labels)
                 row = {"round": k, "stream_routed": stream_routed, "knowledge": len(examples.texts), "knowledge_sources": examples.counts()}
                 try:
                     report = distill_from_stream(StreamDistillConfig(bundle=str(served), shadow_fraction=args.shadow_fraction), examples)
                     kept += 1
                     wait_reloads(run, kept)
-                    row.update(kept=True, held_out=report["after"])
+                    row.update(kept=True, held_out=report["after"],
+                               validation={"accuracy": report["after"]["accuracy"], "routed": report["after"]["teacher_fraction"]})
                 except (NotBetter, TooLittleData) as refused:
-                    row.update(kept=False, refused=str(refused))
-                row.update(measure(served, args.data))
+                    row.update(kept=False, refused=str(refused), validation=previous["validation"])
+                row = with_curve({**row, **measure(served, args.data)}, served, args.data, teacher_pred, round0_accuracy)
                 rows.append(row)
-                print(f"[learn] round {k}: {row}", flush=True)
+                previous = row
+                print(f"[learn] round {k}: { {key: v for key, v in row.items() if key != 'test_curve'} }", flush=True)
             consumer.close()
         finally:
             run.stop()
-    doc = {"labelled": LABELLED, "live": len(live), "rounds": args.rounds, "shadow_fraction": args.shadow_fraction,
-           "base_model": args.base_model, "students": args.students, "rows": rows, "seconds": round(time.perf_counter() - started, 1),
-           "command": " ".join(["scripts/stream_learning_experiment.py", *sys.argv[1:]])}
-    Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
-    plot(rows, Path(args.plot))
-    print("| round | kept | knowledge records (routed + shadow) | routed (live) | routed (test) | cascade (test) | student (test) | teacher (test) |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| round | kept | knowledge records (routed + shadow) | routed (live) | routed (test) | cascade (test) | student (test) "
+          "| validation: cascade, routed | test curve: least routed within 0.5 points of round 0 |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         live_routed = "—" if r["stream_routed"] is None else f"{100 * r['stream_routed']:.1f}%"
         sources = r.get("knowledge_sources") or {}
         kept = "—" if r["kept"] is None else ("yes" if r["kept"] else "refused")
+        at_round0 = r["routed_within_window"]
+        at_round0 = "never" if at_round0 is None else f"{100 * at_round0:.1f}%"
         print(f"| {r['round']} | {kept} | {r['knowledge']:,} ({sources.get('routed', 0):,} + {sources.get('shadow', 0):,}) | {live_routed} | {100 * r['routed']:.1f}% | {100 * r['cascade_accuracy']:.2f}% "
-              f"| {100 * r['student_accuracy']:.2f}% | {100 * r['teacher_accuracy']:.2f}% |")
+              f"| {100 * r['student_accuracy']:.2f}% | {100 * r['validation']['accuracy']:.2f}%, {100 * r['validation']['routed']:.1f}% | {at_round0} |")
+    print(f"teacher alone (test): {100 * rows[0]['teacher_accuracy']:.2f}%")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "emotion"))
+    parser.add_argument("--base-model", default="minilm")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--shadow-fraction", type=float, default=0.2)
+    parser.add_argument("--students", default="bilstm", help="the student architecture: bilstm (what emotion bundles serve) or mlp")
+    parser.add_argument("--out", default="", help="default ~/.cache/tango-stream/experiments/emotion-stream-learning-STUDENTS")
+    parser.add_argument("--json", default="", help="default docs/bench/stream-learning-STUDENTS.json")
+    parser.add_argument("--plot", default="", help="default docs/img/stream-learning-STUDENTS.png")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--order-seed", type=int, default=None, help="stream the live tweets shuffled with this seed (default: file order)")
+    args = parser.parse_args()
+    tag = args.students.replace(",", "-")
+    args.out = args.out or str(CACHE_DIR / "experiments" / f"emotion-stream-learning-{tag}")  # the bundle: the same for every order
+    tag += "" if args.order_seed is None else f"-order{args.order_seed}"
+    args.json = args.json or str(ROOT / "docs" / "bench" / f"stream-learning-{tag}.json")
+    args.plot = args.plot or str(ROOT / "docs" / "img" / f"stream-learning-{tag}.png")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    out = Path(args.out).expanduser()
+    started = time.perf_counter()
+    teacher = TeacherConfig(base_model=resolve_base_model(args.base_model, base_models_dir()))
+    cfg = TrainConfig(data=args.data, out=str(out / "bundle"), teacher=teacher, students=tuple(args.students.split(",")),
+                      train_limit=LABELLED, seed=SEED, threads=args.threads)
+    train_bundle(cfg)
+    served = out / "served"
+    if served.exists():
+        shutil.rmtree(served)
+    shutil.copytree(out / "bundle", served)  # every run starts from round 0
+
+    train = load_dataset(args.data).split("train")
+    labelled, _ = subsample(train.texts, train.labels, LABELLED, SEED)
+    taken = set(labelled)
+    live = [t for t in train.texts if t not in taken]
+    if args.order_seed is not None:
+        random.Random(args.order_seed).shuffle(live)
+    labels = load_dataset(args.data).labels
+    teacher_pred = test_teacher_predictions(served, args.data)
+    validation = load_bundle(served).manifest.extra["cascade"]["validation"]
+    round0 = {"round": 0, "kept": None, "stream_routed": None, "knowledge": 0, **measure(served, args.data),
+              "validation": {"accuracy": validation["accuracy"], "routed": validation["teacher_fraction"]}}
+    rows = [with_curve(round0, served, args.data, teacher_pred, round0["cascade_accuracy"])]
+    rows += stream_rounds(args, served, live, len(labels), teacher_pred, rows[0]["cascade_accuracy"], rows[0]["validation"])
+    doc = {"labelled": LABELLED, "live": len(live), "rounds": args.rounds, "shadow_fraction": args.shadow_fraction,
+           "base_model": args.base_model, "students": args.students, "order_seed": args.order_seed, "rows": rows, "seconds": round(time.perf_counter() - started, 1),
+           "command": " ".join(["scripts/stream_learning_experiment.py", *sys.argv[1:]])}
+    Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+    plot(rows, args.students, Path(args.plot))
+    print_table(rows)
     return 0
 
 

@@ -38,13 +38,17 @@ class StreamExamples:
 
 
 def parse_knowledge(records: Iterable[dict], num_labels: int) -> StreamExamples:
-    """The newest answer per tweet id, in first-seen order; records of another shape are counted, not used.
+    """The newest answer per tweet id, in id order; records of another shape are counted, not used.
 
-    >>> ex = parse_knowledge([{"id": "a", "text": "x", "probs": [0.9, 0.1], "source": "routed", "models": {"teacher": "t1"}},
+    Id order, not arrival order: the knowledge topic's partitions interleave differently on
+    every read, and a round must see the same records in the same order to be repeatable.
+
+    >>> ex = parse_knowledge([{"id": "c", "text": "z", "probs": [0.5, 0.5], "source": "shadow"},
+    ...                       {"id": "a", "text": "x", "probs": [0.9, 0.1], "source": "routed", "models": {"teacher": "t1"}},
     ...                       {"id": "a", "text": "x", "probs": [0.2, 0.8], "source": "routed", "models": {"teacher": "t2"}},
     ...                       {"id": "b", "text": "y", "probs": [1.0], "source": "shadow"}], num_labels=2)
     >>> ex.texts, ex.teacher_versions, ex.skipped, np.exp(ex.logits).astype(float).round(2).tolist()
-    (['x'], ['t2'], 1, [[0.2, 0.8]])
+    (['x', 'z'], ['t2', ''], 1, [[0.2, 0.8], [0.5, 0.5]])
     """
     newest: dict[str, dict] = {}
     skipped = 0
@@ -55,9 +59,8 @@ def parse_knowledge(records: Iterable[dict], num_labels: int) -> StreamExamples:
                 or len(probs) != num_labels or not all(isinstance(p, (int, float)) for p in probs)):
             skipped += 1
             continue
-        newest.pop(record["id"], None)  # re-inserted: the newest answer, in its own arrival order
-        newest[record["id"]] = record
-    kept = list(newest.values())
+        newest[record["id"]] = record  # a later answer for the same tweet replaces the earlier one
+    kept = [newest[i] for i in sorted(newest)]
     probs = np.asarray([r["probs"] for r in kept], dtype=np.float64).reshape(len(kept), num_labels)
     logits = np.log(np.clip(probs, MIN_PROB, 1.0)).astype(np.float32)
     return StreamExamples(texts=[r["text"] for r in kept], logits=logits, sources=[r["source"] for r in kept],
