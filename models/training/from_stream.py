@@ -6,11 +6,13 @@ augmented variants, both labelled by the bundle's teacher), weighted (routed 1, 
 ``1 / shadow_fraction``, the bundle's own records 1), and a fresh student of the served
 architecture is distilled on them; its tokenizer learns its words from the labelled and the
 streamed texts. Temperature and threshold are then fitted on the held-out split (the
-bundle's validation split, never trained on) with the bundle's own policy (margin or
-teacher budget). The new student is kept only if, routing at most the fraction the served
-cascade routes there, its cascade is at least as accurate there as the served one
-(``tolerance``: within that many points): a better student at the same cost. It is then
-served at the policy's threshold, which spends the gain on routing less (margin policy).
+bundle's validation split, never trained on; or, for a bundle calibrated on held-out train
+records, ``--calibration-holdout``, the same records, kept out of the round's training) with
+the bundle's own policy (margin or teacher budget). The new student is kept only if, routing
+at most the fraction the served cascade routes there, its cascade is at least as accurate
+there as the served one (``tolerance``: within that many points): a better student at the
+same cost. It is then served at the policy's threshold, which spends the gain on routing
+less (margin policy).
 
 Kept, it is written beside the old one (``student-r<round>-<hash>/``) and the manifest is
 replaced in one rename, so a worker's bundle watch sees either the old bundle or the new
@@ -48,7 +50,12 @@ from models.training.calibrate import (
     fit_temperature,
     sweep,
 )
-from models.training.data import Split, load_dataset
+from models.training.data import (
+    CALIBRATION,
+    Split,
+    load_dataset,
+    with_calibration_holdout,
+)
 from models.training.distill import (
     DISTILL_DEFAULTS,
     DistillConfig,
@@ -92,6 +99,20 @@ def bundle_transfer_set(extra: dict, train_texts: list[str], train_labels: list[
     return build_transfer_set(texts, labels, seed=seed, transfer_limit=int(extra.get("transfer_limit", 0)), augment=extra.get("augment", {}))
 
 
+def calibration_holdout(extra: dict) -> int:
+    """How many train records the bundle held out for calibration (0: it calibrated on validation).
+
+    >>> calibration_holdout({"calibration_holdout": 300}), calibration_holdout({"calibration_split": "300 held-out train records"})
+    (300, 300)
+    >>> calibration_holdout({"calibration_split": "validation"}), calibration_holdout({})
+    (0, 0)
+    """
+    if "calibration_holdout" in extra:
+        return int(extra["calibration_holdout"])
+    described = str(extra.get("calibration_split", "validation")).split()  # bundles written before the count was recorded
+    return int(described[0]) if described and described[0].isdigit() else 0
+
+
 def _cascade(student_logits: np.ndarray, temperature: float, threshold: float, teacher_pred: np.ndarray, labels: np.ndarray) -> dict:
     conf = calibrated_probs(student_logits, temperature).max(axis=1)
     pred, routed = cascade_predictions(conf, student_logits.argmax(1), teacher_pred, threshold)
@@ -116,10 +137,14 @@ def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log:
     dataset = load_dataset(cfg.data or extra["data"])
     if tuple(dataset.labels) != manifest.labels:
         raise ValueError(f"dataset labels {list(dataset.labels)} differ from the bundle's {list(manifest.labels)}")
-    train = dataset.split("train")
     seed = int(extra.get("seed", 13))
+    holdout = calibration_holdout(extra)
+    if holdout:  # the bundle was calibrated on held-out train records: so is the round, and they stay out of training
+        dataset = with_calibration_holdout(dataset, holdout, seed)
+    train = dataset.split("train")
     own_set = bundle_transfer_set(extra, train.texts, train.labels)
-    held_out = dataset.split("validation")
+    validation = dataset.split("validation")  # what distillation picks its best epoch on, as in training
+    held_out = dataset.split(CALIBRATION) if holdout else validation  # what temperature, threshold and the check use
 
     device, precision = resolve_target("auto", "auto")
     teacher = TeacherClassifier.load(bundle.teacher_path, max_length=manifest.max_length, token_budget=bulk_token_budget(device),
@@ -144,7 +169,7 @@ def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log:
         dcfg = replace(dcfg, epochs=cfg.epochs)
     log(f"re-distilling {arch} on {len(own):,} of the bundle's records and {len(stream_texts):,} from the stream "
         f"({sources.count('routed'):,} routed, {sources.count('shadow'):,} shadow, shadow weight {weights[-1] if sources.count('shadow') else 0:g})")
-    history = distill(net, tokenizer, transfer, logits, gold, held_out.texts, held_out.labels, dcfg, progress=cfg.progress,
+    history = distill(net, tokenizer, transfer, logits, gold, validation.texts, validation.labels, dcfg, progress=cfg.progress,
                       desc=f"{arch} from the stream", log=log, weights=weights.tolist())
 
     new_student = StudentClassifier(net=net.eval(), tokenizer=tokenizer, max_length=manifest.max_length)

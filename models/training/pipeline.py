@@ -342,6 +342,7 @@ def write_bundle(cfg: TrainConfig, dataset: TextDataset, summary: dict, serve: s
         "dataset": dataset.name, "data": dataset.source, "seed": cfg.seed, "train_limit": cfg.train_limit,
         "augment": cfg.extra.get("augment", {}), "transfer_limit": cfg.transfer_limit,
         "calibration_split": f"{cfg.calibration_holdout} held-out train records" if cfg.calibration_holdout else "validation",
+        "calibration_holdout": cfg.calibration_holdout,
         "teacher_accuracy": teacher_acc, "teacher_cost_per_record": teacher_cost,
         "students": described,
         "cascade": {"student": serve, "threshold": chosen["threshold"], "rule": chosen["rule"], "margin": cfg.margin,

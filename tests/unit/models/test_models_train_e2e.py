@@ -200,3 +200,31 @@ def test_a_stream_round_writes_beside_the_old_student_and_switches_in_one_rename
     assert loaded.manifest.student.version == version and loaded.manifest.threshold == 0.42 and loaded.manifest.temperature == 1.5
     assert loaded.manifest.student.weights.startswith("student-r1-") and (bundle / "student" / "model.safetensors").is_file()
     assert not list(bundle.glob(".*tmp"))
+
+
+def test_a_stream_round_of_a_bundle_calibrated_on_held_out_train_records_recalibrates_on_them(trained, tmp_path):
+    import shutil
+
+    from models.training.data import CALIBRATION, load_dataset, with_calibration_holdout
+    from models.training.from_stream import NotBetter, StreamDistillConfig, bundle_transfer_set, distill_from_stream
+    from models.training.stream_knowledge import parse_knowledge
+
+    data, out, _ = trained
+    bundle = tmp_path / "bundle"
+    shutil.copytree(out, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["extra"].pop("calibration_holdout", None)
+    manifest["extra"]["calibration_split"] = "12 held-out train records"  # as bundles wrote it before the count
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    examples = parse_knowledge(_knowledge_for(bundle, load_dataset(data).split("test").texts), 3)
+    cfg = StreamDistillConfig(bundle=str(bundle), shadow_fraction=0.2, min_records=10, epochs=1, progress=False)
+    try:
+        report = distill_from_stream(cfg, examples, log=lambda m: None)
+    except NotBetter as refused:
+        report = refused.report
+    assert report["held_out"] == CALIBRATION
+    # the 12 calibration records stay out of the round's training: its own set is rebuilt from the rest
+    held = with_calibration_holdout(load_dataset(data), 12, int(manifest["extra"].get("seed", 13)))
+    own = bundle_transfer_set(manifest["extra"], held.split("train").texts, held.split("train").labels)
+    assert report["records"]["bundle"] == len(own.texts)
+    assert not set(held.split(CALIBRATION).texts) & set(own.texts)
