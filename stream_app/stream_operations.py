@@ -20,6 +20,7 @@ from stream_app.endpoint import Health, start_endpoint, tick_forever
 from stream_app.lag_routing import DrainRate, LagPolicy, next_threshold
 from stream_app.metrics import Metrics
 from stream_app.settings import Settings
+from stream_app.shutdown import log_reload_requests
 
 if TYPE_CHECKING:
     import faust
@@ -87,6 +88,8 @@ class StreamOperations:
                 tasks.append(self.watch_lag())
             if self.bundle is not None and self.students is not None:
                 tasks.append(self.watch_bundle())
+            else:
+                log_reload_requests(log, "passthrough: no bundle")
             await asyncio.gather(*tasks)
 
     async def watch_lag(self) -> None:

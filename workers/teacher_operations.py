@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from stream_app.endpoint import start_endpoint, tick_forever
+from stream_app.shutdown import log_reload_requests
 
 if TYPE_CHECKING:
     from models.bundle import Bundle
@@ -27,6 +28,8 @@ async def operations(worker: "TeacherWorker") -> None:
         tasks.append(watch_lag(worker))
     if worker.bundle is not None:
         tasks.append(watch_bundle(worker))
+    else:
+        log_reload_requests(log, "no bundle to watch")
     try:
         await asyncio.gather(*tasks)
     finally:
