@@ -90,6 +90,8 @@ class Metrics:
             ["student_version", "agreed"], registry=r)
         self.shadow_low = Gauge("tango_shadow_agreement_low", "Lower end of the agreement's 95% Wilson interval.", registry=r)
         self.shadow_high = Gauge("tango_shadow_agreement_high", "Upper end of the agreement's 95% Wilson interval.", registry=r)
+        for unknown in (self.shadow_agreement, self.shadow_low, self.shadow_high):
+            unknown.set(float("nan"))  # until a teacher worker audits: not 0, which would read as "never agrees"
 
     def serving(self, bundle: str, student_version: str, teacher_version: str = "") -> None:
         self.bundle.info({"bundle": bundle, "student_version": student_version, "teacher_version": teacher_version})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import random
 import shutil
 
@@ -107,6 +108,8 @@ def test_a_stage_meter_counts_a_batch_into_the_summary_and_the_metrics(bundle):
     assert value("tango_routed_fraction") == pytest.approx(out.to_teacher / 50)
     assert value("tango_batch_records_count", {"stage": "student"}) == 1
     assert meter.counters.take()["dead_letters"] == 2
+    # a process that audits nothing (the stream worker) exports no agreement, not a 0 that reads as "never agrees"
+    assert all(math.isnan(value(name)) for name in ("tango_shadow_agreement", "tango_shadow_agreement_low", "tango_shadow_agreement_high"))
 
 
 # --- lag-aware routing over a lag trace -------------------------------------------------------
