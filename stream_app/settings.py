@@ -273,6 +273,20 @@ def env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
+def changed_env(settings: Settings) -> dict[str, str]:
+    """The ``TANGO_*`` variables that give a child process every setting ``settings`` changed from its default.
+
+    >>> changed_env(Settings(teacher_token_budget=1024, lag_routing=True, merge_batch_wait=0.01))
+    {'TANGO_TEACHER_TOKEN_BUDGET': '1024', 'TANGO_MERGE_BATCH_WAIT': '0.01', 'TANGO_LAG_ROUTING': 'true'}
+    """
+    env = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if value != f.default:
+            env[env_name(f.name)] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return env
+
+
 def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 

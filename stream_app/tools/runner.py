@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from stream_app.settings import Settings
+from stream_app.settings import Settings, changed_env
 
 
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
@@ -65,6 +65,9 @@ class LocalRun:
         logs.mkdir(parents=True, exist_ok=True)
         self.env = {
             **os.environ,
+            # what the command line set reaches the workers (one metrics port cannot serve them all);
+            # the run's own topics and groups follow
+            **{k: v for k, v in changed_env(settings).items() if k != "TANGO_METRICS_PORT"},
             "TANGO_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "TANGO_SECURITY_PROTOCOL": settings.security_protocol,
             "TANGO_SASL_MECHANISM": settings.sasl_mechanism,
