@@ -53,11 +53,14 @@ M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES = -3, 65536  # glibc mallopt: larger bloc
 
 
 def bulk_token_budget(device: str) -> int:
-    """Padded tokens per forward pass for labelling and evaluating many texts at once.
+    """Padded tokens per forward pass on ``device``: labelling, evaluation, and teacher workers
+    whose ``teacher_token_budget`` is 0 (the default).
 
     On this CPU (MPNet-base, bf16, one thread, 384 tweets) a budget of 1,024 tokens took
     4.8 CPU-seconds, 2,048 took 5.2 and 8,192 took 7.2 plus four times the system time:
-    large padded batches cost more than they save. A GPU wants large batches.
+    large padded batches cost more than they save. A teacher worker in ``tango bench``
+    spent 19.5-19.7 CPU-seconds per 1,000 tweets at 1,024 against 28.4-41.4 at 4,096
+    (docs/benchmarks.md). A GPU wants large batches.
     """
     return 1024 if device == "cpu" else 16384
 

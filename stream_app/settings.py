@@ -28,7 +28,8 @@ def setting(default: Any, doc: str, *, at_least: float | None = None, positive: 
             at_most: float | None = None, one_of: tuple[str, ...] = (), any_case: bool = False) -> Any:
     """One setting: its default, its documentation, and the constraints ``validated`` enforces."""
     checks = {"at_least": at_least, "positive": positive, "at_most": at_most, "one_of": one_of, "any_case": any_case}
-    return field(default=default, metadata={"doc": doc, **{k: v for k, v in checks.items() if v not in (None, False, ())}})
+    # "is not": a bound of 0 is a bound (0 == False, so ``not in (None, False)`` dropped it)
+    return field(default=default, metadata={"doc": doc, **{k: v for k, v in checks.items() if v is not None and v is not False and v != ()}})
 
 
 def constraint_errors(name: str, value: Any, meta: Mapping[str, Any]) -> list[str]:
@@ -95,7 +96,9 @@ class Settings:
         "name the precision in the teacher version (<version>-bf16).",
         one_of=TEACHER_PRECISIONS,
     )
-    teacher_token_budget: int = setting(4096, "Padded tokens per teacher forward pass; texts are sorted by length and chunked.", at_least=1)
+    teacher_token_budget: int = setting(
+        0, "Padded tokens per teacher forward pass; texts are sorted by length and chunked. 0 chooses by device: "
+        "1024 on a CPU (measured 1.5-2x cheaper per tweet than 4096 here), 16384 on a GPU.", at_least=0)
     torch_threads: int = setting(1, "torch intra-op threads of this process's model.", at_least=1)
 
     # --- batching -----------------------------------------------------------------------

@@ -206,7 +206,12 @@ def test_a_stream_round_of_a_bundle_calibrated_on_held_out_train_records_recalib
     import shutil
 
     from models.training.data import CALIBRATION, load_dataset, with_calibration_holdout
-    from models.training.from_stream import NotBetter, StreamDistillConfig, bundle_transfer_set, distill_from_stream
+    from models.training.from_stream import (
+        NotBetter,
+        StreamDistillConfig,
+        bundle_transfer_set,
+        distill_from_stream,
+    )
     from models.training.stream_knowledge import parse_knowledge
 
     data, out, _ = trained

@@ -128,6 +128,15 @@ def test_served_teacher_auto_names_what_it_chose(bundle):
     assert stage.teacher_version == f"{bundle.manifest.teacher.version}-{resolve_target('auto', 'auto')[1]}"
 
 
+def test_served_teacher_token_budget_is_chosen_by_device_unless_set(bundle):
+    from models.teacher import bulk_token_budget
+    from workers.teacher_stage import build_teacher_stage
+
+    chosen = build_teacher_stage(Settings(), bundle).logits.__self__
+    assert chosen.token_budget == bulk_token_budget(chosen.device) == (1024 if chosen.device == "cpu" else 16384)
+    assert build_teacher_stage(Settings(teacher_token_budget=77), bundle).logits.__self__.token_budget == 77
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: the GPU path runs where one is")
 def test_on_a_gpu_the_teacher_runs_there(bundle):
     teacher = TeacherClassifier.load(bundle.teacher_path, precision="auto", device="auto", token_budget=256)

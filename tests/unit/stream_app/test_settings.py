@@ -18,7 +18,7 @@ from stream_app.tools import cli
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 WAITS = ("student_batch_wait", "teacher_batch_wait", "merge_batch_wait", "max_poll_interval_s", "session_timeout_s", "summary_interval_s", "shutdown_timeout_s")
 COUNTS = ("input_partitions", "teacher_partitions", "result_partitions", "replication_factor", "student_batch_size",
-          "teacher_batch_size", "merge_batch_size", "max_text_chars", "dedup_window", "torch_threads", "teacher_token_budget")
+          "teacher_batch_size", "merge_batch_size", "max_text_chars", "dedup_window", "torch_threads")
 
 
 def parse(argv, environ=None):
@@ -118,7 +118,7 @@ def test_bad_env_value_names_the_variable(var, raw, kind):
 
 
 @pytest.mark.parametrize("name", COUNTS)
-def test_counts_below_one_rejected(name):
+def test_counts_below_one_rejected(name):  # teacher_token_budget: 0 chooses by device, below 0 is refused (below)
     with pytest.raises(ValueError, match=name):
         Settings.from_env({env_name(name): "0"})
     with pytest.raises(ValueError, match=name):
@@ -269,3 +269,17 @@ def test_bad_processing_guarantee_rejected(raw):
 def test_processing_guarantee_documented_with_its_cost():
     doc = FIELDS["processing_guarantee"].metadata["doc"]
     assert "at_least_once" in doc and "exactly_once" in doc and "Cost" in doc
+
+
+def test_a_negative_teacher_token_budget_is_rejected_and_zero_chooses_by_device():
+    with pytest.raises(ValueError, match="teacher_token_budget must be at least 0"):
+        Settings.from_env({env_name("teacher_token_budget"): "-1"})
+    assert Settings().teacher_token_budget == 0
+
+
+@pytest.mark.parametrize("name", ["metrics_port", "teacher_lag_budget_s", "threshold_floor", "reload_check_s", "shadow_fraction", "teacher_token_budget"])
+def test_a_lower_bound_of_zero_is_enforced(name):  # a bound of 0 used to be dropped as falsy
+    assert FIELDS[name].metadata["at_least"] == 0
+    with pytest.raises(ValueError, match=f"{name} must be at least 0"):
+        Settings().replace(**{name: -1})
+    Settings().replace(**{name: 0})
