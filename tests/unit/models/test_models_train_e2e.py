@@ -146,7 +146,9 @@ def test_a_stream_round_refuses_too_little_data(trained):
         distill_from_stream(StreamDistillConfig(bundle=str(out), shadow_fraction=0.2, min_records=50, progress=False), examples)
 
 
-def test_a_stream_round_keeps_the_new_student_only_if_not_worse(trained, tmp_path):
+def _round_on_a_copy(data, out, tmp_path, edit_manifest=None):
+    """One stream round (one epoch) on a copy of the trained bundle, the test texts as its knowledge:
+    ``(bundle, manifest bytes before, report, kept)``."""
     import shutil
 
     from models.training.data import load_dataset
@@ -157,17 +159,29 @@ def test_a_stream_round_keeps_the_new_student_only_if_not_worse(trained, tmp_pat
     )
     from models.training.stream_knowledge import parse_knowledge
 
-    data, out, _ = trained
     bundle = tmp_path / "bundle"
     shutil.copytree(out, bundle)
+    if edit_manifest:
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        edit_manifest(manifest)
+        (bundle / "manifest.json").write_text(json.dumps(manifest))
     before = (bundle / "manifest.json").read_bytes()
-    texts = load_dataset(data).split("test").texts
-    examples = parse_knowledge(_knowledge_for(bundle, texts), 3)
+    examples = parse_knowledge(_knowledge_for(bundle, load_dataset(data).split("test").texts), 3)
     cfg = StreamDistillConfig(bundle=str(bundle), shadow_fraction=0.2, min_records=10, epochs=1, progress=False)
     try:
-        report = distill_from_stream(cfg, examples, log=lambda m: None)
+        return bundle, before, distill_from_stream(cfg, examples, log=lambda m: None), True
     except NotBetter as refused:
-        assert refused.report["at_served_fraction"]["accuracy"] < refused.report["before"]["accuracy"]
+        return bundle, before, refused.report, False
+
+
+def test_a_stream_round_keeps_the_new_student_only_if_not_worse(trained, tmp_path):
+    from models.training.data import load_dataset
+
+    data, out, _ = trained
+    texts = load_dataset(data).split("test").texts
+    bundle, before, report, kept = _round_on_a_copy(data, out, tmp_path)
+    if not kept:
+        assert report["at_served_fraction"]["accuracy"] < report["before"]["accuracy"]
         assert (bundle / "manifest.json").read_bytes() == before
         return
     from models.training.from_stream import plot_round
@@ -203,30 +217,16 @@ def test_a_stream_round_writes_beside_the_old_student_and_switches_in_one_rename
 
 
 def test_a_stream_round_of_a_bundle_calibrated_on_held_out_train_records_recalibrates_on_them(trained, tmp_path):
-    import shutil
-
     from models.training.data import CALIBRATION, load_dataset, with_calibration_holdout
-    from models.training.from_stream import (
-        NotBetter,
-        StreamDistillConfig,
-        bundle_transfer_set,
-        distill_from_stream,
-    )
-    from models.training.stream_knowledge import parse_knowledge
+    from models.training.from_stream import bundle_transfer_set
+
+    def calibrated_on_12_train_records(manifest):
+        manifest["extra"].pop("calibration_holdout", None)
+        manifest["extra"]["calibration_split"] = "12 held-out train records"  # as bundles wrote it before the count
 
     data, out, _ = trained
-    bundle = tmp_path / "bundle"
-    shutil.copytree(out, bundle)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    manifest["extra"].pop("calibration_holdout", None)
-    manifest["extra"]["calibration_split"] = "12 held-out train records"  # as bundles wrote it before the count
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
-    examples = parse_knowledge(_knowledge_for(bundle, load_dataset(data).split("test").texts), 3)
-    cfg = StreamDistillConfig(bundle=str(bundle), shadow_fraction=0.2, min_records=10, epochs=1, progress=False)
-    try:
-        report = distill_from_stream(cfg, examples, log=lambda m: None)
-    except NotBetter as refused:
-        report = refused.report
+    _, before, report, _ = _round_on_a_copy(data, out, tmp_path, calibrated_on_12_train_records)
+    manifest = json.loads(before)
     assert report["held_out"] == CALIBRATION
     # the 12 calibration records stay out of the round's training: its own set is rebuilt from the rest
     held = with_calibration_holdout(load_dataset(data), 12, int(manifest["extra"].get("seed", 13)))
