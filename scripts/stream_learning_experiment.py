@@ -70,7 +70,7 @@ def measure(bundle: Path, data: str) -> dict:
             "student_accuracy": result["students"][c["student"]]["accuracy"], "teacher_accuracy": result["teacher"]["accuracy"]}
 
 
-def test_teacher_predictions(bundle: Path, data: str) -> np.ndarray:
+def teacher_test_predictions(bundle: Path, data: str) -> np.ndarray:
     """The teacher's test-split labels: the teacher never changes between rounds."""
     served = load_bundle(bundle)
     device, precision = resolve_target("auto", "auto")
@@ -79,7 +79,7 @@ def test_teacher_predictions(bundle: Path, data: str) -> np.ndarray:
     return batched_logits(teacher.logits, load_dataset(data).split("test").texts, 2048).argmax(1)
 
 
-def test_curve(bundle: Path, data: str, teacher_pred: np.ndarray) -> list[list[float]]:
+def served_test_curve(bundle: Path, data: str, teacher_pred: np.ndarray) -> list[list[float]]:
     """The served student's cascade on the test split at every candidate threshold: ``[routed, accuracy]``, cheapest first."""
     served = load_bundle(bundle)
     test = load_dataset(data).split("test")
@@ -96,7 +96,7 @@ def routed_at_accuracy(curve: list[list[float]], accuracy: float) -> float | Non
 
 
 def with_curve(row: dict, bundle: Path, data: str, teacher_pred: np.ndarray, round0_accuracy: float) -> dict:
-    curve = test_curve(bundle, data, teacher_pred)
+    curve = served_test_curve(bundle, data, teacher_pred)
     return {**row, "routed_within_window": routed_at_accuracy(curve, round0_accuracy - WINDOW / 100), "test_curve": curve}
 
 
@@ -249,7 +249,7 @@ def main() -> int:
     if args.order_seed is not None:
         random.Random(args.order_seed).shuffle(live)
     labels = load_dataset(args.data).labels
-    teacher_pred = test_teacher_predictions(served, args.data)
+    teacher_pred = teacher_test_predictions(served, args.data)
     validation = load_bundle(served).manifest.extra["cascade"]["validation"]
     round0 = {"round": 0, "kept": None, "stream_routed": None, "knowledge": 0, **measure(served, args.data),
               "validation": {"accuracy": validation["accuracy"], "routed": validation["teacher_fraction"]}}
