@@ -53,8 +53,8 @@ M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES = -3, 65536  # glibc mallopt: larger bloc
 
 
 def bulk_token_budget(device: str) -> int:
-    """Padded tokens per forward pass on ``device``: labelling, evaluation, and teacher workers
-    whose ``teacher_token_budget`` is 0 (the default).
+    """Padded tokens per forward pass on ``device``, where a load asks for none (``token_budget=0``):
+    labelling, evaluation, and teacher workers whose ``teacher_token_budget`` is 0 (the default).
 
     On this CPU (MPNet-base, bf16, one thread, 384 tweets) a budget of 1,024 tokens took
     4.8 CPU-seconds, 2,048 took 5.2 and 8,192 took 7.2 plus four times the system time:
@@ -113,13 +113,15 @@ class TeacherClassifier:
 
     @classmethod
     def load(cls, name_or_path: str | Path, *, max_length: int = 64, precision: str = "fp32", device: str = "cpu",
-             token_budget: int = 4096) -> "TeacherClassifier":
+             token_budget: int = 0) -> "TeacherClassifier":
         """Load from a ``save_pretrained`` folder or a hub id; safetensors only, no remote code.
 
         ``precision`` and ``device`` may be ``auto`` (``resolve_target``); the defaults keep
-        fp32 on the CPU, what training and evaluation use.
+        fp32 on the CPU, what training and evaluation use. ``token_budget`` 0 chooses by the
+        device (``bulk_token_budget``).
         """
         device, precision = resolve_target(precision, device)
+        token_budget = token_budget or bulk_token_budget(device)
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
             str(name_or_path), trust_remote_code=False, use_safetensors=True

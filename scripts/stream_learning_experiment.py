@@ -39,11 +39,11 @@ import numpy as np  # noqa: E402
 
 from models.base_models import resolve_base_model  # noqa: E402
 from models.bundle import load_bundle  # noqa: E402
-from models.cascade import calibrated_probs  # noqa: E402
-from models.teacher import TeacherClassifier, bulk_token_budget, resolve_target  # noqa: E402
+from models.cascade import calibrated_probs, cascade_predictions  # noqa: E402
+from models.teacher import TeacherClassifier  # noqa: E402
 from models.training.calibrate import default_thresholds, sweep  # noqa: E402
-from models.training.data import load_dataset  # noqa: E402
-from models.training.evaluate import batched_logits, evaluate_bundle  # noqa: E402
+from models.training.data import Split, load_dataset  # noqa: E402
+from models.training.evaluate import batched_logits  # noqa: E402
 from models.training.from_stream import (  # noqa: E402
     NotBetter,
     StreamDistillConfig,
@@ -63,41 +63,30 @@ LABELLED, SEED = 2000, 13
 WINDOW = 0.5  # accuracy points: "the same accuracy" of the target
 
 
-def measure(bundle: Path, data: str) -> dict:
-    result = evaluate_bundle(bundle, data, "test")
-    c = result["cascade"]
-    return {"cascade_accuracy": c["accuracy"], "routed": c["teacher_fraction"], "threshold": c["threshold"],
-            "student_accuracy": result["students"][c["student"]]["accuracy"], "teacher_accuracy": result["teacher"]["accuracy"]}
-
-
-def teacher_test_predictions(bundle: Path, data: str) -> np.ndarray:
+def teacher_test_predictions(bundle: Path, test: Split) -> np.ndarray:
     """The teacher's test-split labels: the teacher never changes between rounds."""
     served = load_bundle(bundle)
-    device, precision = resolve_target("auto", "auto")
-    teacher = TeacherClassifier.load(served.teacher_path, max_length=served.manifest.max_length, token_budget=bulk_token_budget(device),
-                                     precision=precision, device=device)
-    return batched_logits(teacher.logits, load_dataset(data).split("test").texts, 2048).argmax(1)
+    teacher = TeacherClassifier.load(served.teacher_path, max_length=served.manifest.max_length, precision="auto", device="auto")
+    return batched_logits(teacher.logits, test.texts, 2048).argmax(1)
 
 
-def served_test_curve(bundle: Path, data: str, teacher_pred: np.ndarray) -> list[list[float]]:
-    """The served student's cascade on the test split at every candidate threshold: ``[routed, accuracy]``, cheapest first."""
+def measure(bundle: Path, test: Split, teacher_pred: np.ndarray, round0_accuracy: float | None = None) -> dict:
+    """The served cascade on the test split (``tango evaluate``'s rule) and its whole curve there:
+    ``[routed, accuracy]`` at every candidate threshold, cheapest first, with the least routed
+    fraction within ``WINDOW`` points of round 0 (this round's own accuracy for round 0)."""
     served = load_bundle(bundle)
-    test = load_dataset(data).split("test")
+    manifest, labels = served.manifest, np.asarray(test.labels)
     logits = batched_logits(served.load_student().logits, test.texts)
-    conf = calibrated_probs(logits, served.manifest.temperature).max(axis=1)
-    rows = sweep(conf, logits.argmax(1), teacher_pred, np.asarray(test.labels), default_thresholds(conf), 1.0, 1.0)
-    return sorted({(round(r.teacher_fraction, 4), round(r.accuracy, 4)) for r in rows})
-
-
-def routed_at_accuracy(curve: list[list[float]], accuracy: float) -> float | None:
-    """The least routed fraction at which a curve reaches ``accuracy`` (None: never)."""
-    reached = [routed for routed, acc in curve if acc >= accuracy - 1e-9]
-    return min(reached) if reached else None
-
-
-def with_curve(row: dict, bundle: Path, data: str, teacher_pred: np.ndarray, round0_accuracy: float) -> dict:
-    curve = served_test_curve(bundle, data, teacher_pred)
-    return {**row, "routed_within_window": routed_at_accuracy(curve, round0_accuracy - WINDOW / 100), "test_curve": curve}
+    conf = calibrated_probs(logits, manifest.temperature).max(axis=1)
+    pred, routed = cascade_predictions(conf, logits.argmax(1), teacher_pred, manifest.threshold)
+    rows = sweep(conf, logits.argmax(1), teacher_pred, labels, default_thresholds(conf), 1.0, 1.0)
+    curve = sorted({(round(r.teacher_fraction, 4), round(r.accuracy, 4)) for r in rows})
+    accuracy = float((pred == labels).mean())
+    target = (accuracy if round0_accuracy is None else round0_accuracy) - WINDOW / 100
+    within = [fraction for fraction, acc in curve if acc >= target - 1e-9]
+    return {"cascade_accuracy": accuracy, "routed": float(routed.mean()), "threshold": manifest.threshold,
+            "student_accuracy": float((logits.argmax(1) == labels).mean()), "teacher_accuracy": float((teacher_pred == labels).mean()),
+            "routed_within_window": min(within) if within else None, "test_curve": curve}
 
 
 def wait_reloads(run: LocalRun, count: int, timeout: float = 120.0) -> None:
@@ -148,7 +137,7 @@ def plot(rows: list[dict], students: str, path: Path) -> None:
     plt.close(fig)
 
 
-def stream_rounds(args: argparse.Namespace, served: Path, live: list[str], num_labels: int, teacher_pred: np.ndarray,
+def stream_rounds(args: argparse.Namespace, served: Path, live: list[str], num_labels: int, test: Split, teacher_pred: np.ndarray,
                   round0_accuracy: float, round0_validation: dict) -> list[dict]:
     """Stream the live tweets in ``args.rounds`` parts through the running cascade, one learning round after each."""
     size = -(-len(live) // args.rounds)
@@ -183,7 +172,7 @@ def stream_rounds(args: argparse.Namespace, served: Path, live: list[str], num_l
                                validation={"accuracy": report["after"]["accuracy"], "routed": report["after"]["teacher_fraction"]})
                 except (NotBetter, TooLittleData) as refused:
                     row.update(kept=False, refused=str(refused), validation=previous["validation"])
-                row = with_curve({**row, **measure(served, args.data)}, served, args.data, teacher_pred, round0_accuracy)
+                row.update(measure(served, test, teacher_pred, round0_accuracy))
                 rows.append(row)
                 previous = row
                 print(f"[learn] round {k}: { {key: v for key, v in row.items() if key != 'test_curve'} }", flush=True)
@@ -242,19 +231,18 @@ def main() -> int:
         shutil.rmtree(served)
     shutil.copytree(out / "bundle", served)  # every run starts from round 0
 
-    train = load_dataset(args.data).split("train")
+    dataset = load_dataset(args.data)
+    train, test = dataset.split("train"), dataset.split("test")
     labelled, _ = subsample(train.texts, train.labels, LABELLED, SEED)
     taken = set(labelled)
     live = [t for t in train.texts if t not in taken]
     if args.order_seed is not None:
         random.Random(args.order_seed).shuffle(live)
-    labels = load_dataset(args.data).labels
-    teacher_pred = teacher_test_predictions(served, args.data)
+    teacher_pred = teacher_test_predictions(served, test)
     validation = load_bundle(served).manifest.extra["cascade"]["validation"]
-    round0 = {"round": 0, "kept": None, "stream_routed": None, "knowledge": 0, **measure(served, args.data),
-              "validation": {"accuracy": validation["accuracy"], "routed": validation["teacher_fraction"]}}
-    rows = [with_curve(round0, served, args.data, teacher_pred, round0["cascade_accuracy"])]
-    rows += stream_rounds(args, served, live, len(labels), teacher_pred, rows[0]["cascade_accuracy"], rows[0]["validation"])
+    rows = [{"round": 0, "kept": None, "stream_routed": None, "knowledge": 0, **measure(served, test, teacher_pred),
+             "validation": {"accuracy": validation["accuracy"], "routed": validation["teacher_fraction"]}}]
+    rows += stream_rounds(args, served, live, len(dataset.labels), test, teacher_pred, rows[0]["cascade_accuracy"], rows[0]["validation"])
     doc = {"labelled": LABELLED, "live": len(live), "rounds": args.rounds, "shadow_fraction": args.shadow_fraction,
            "base_model": args.base_model, "students": args.students, "order_seed": args.order_seed, "rows": rows, "seconds": round(time.perf_counter() - started, 1),
            "command": " ".join(["scripts/stream_learning_experiment.py", *sys.argv[1:]])}

@@ -135,19 +135,13 @@ def build_teacher_stage(settings: "Settings", bundle: "Bundle", worker: str | No
     The device is CUDA when torch sees a GPU, else the CPU; batches stay cut by the token budget
     (``teacher_token_budget``, or by device when it is 0: ``models.teacher.bulk_token_budget``).
     """
-    from models.teacher import (  # noqa: PLC0415 - only where served
-        TeacherClassifier,
-        bound_inference_memory,
-        bulk_token_budget,
-        resolve_target,
-    )
+    from models.teacher import TeacherClassifier, bound_inference_memory  # noqa: PLC0415 - only where served
 
     bound_inference_memory()
     source = settings.teacher_model or bundle.teacher_path
-    device, precision = resolve_target(settings.teacher_precision, "auto")
     teacher = TeacherClassifier.load(
-        source, max_length=bundle.manifest.max_length, precision=precision, device=device,
-        token_budget=settings.teacher_token_budget or bulk_token_budget(device),
+        source, max_length=bundle.manifest.max_length, precision=settings.teacher_precision, device="auto",
+        token_budget=settings.teacher_token_budget,
     )
     if teacher.num_labels != len(bundle.manifest.labels):
         raise TeacherMismatch(f"teacher {source} has {teacher.num_labels} labels, the bundle {len(bundle.manifest.labels)}")

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from models.bundle import sha256_file
 from models.student_nets import build_student, count_parameters
 from models.student_tokenizer import PAD_ID, encode_batch, train_tokenizer
-from models.teacher import TeacherClassifier, bulk_token_budget, resolve_target
+from models.teacher import TeacherClassifier
 from models.training.checkpoints import texts_hash
 from models.training.teacher_train import bucketed_batches
 
@@ -79,8 +79,7 @@ def teacher_logits_cached(
             log(f"teacher logits for {len(texts)} texts read from cache {path.name}")
             return cached
     if teacher is None:
-        device = resolve_target(precision, "auto")[0]
-        teacher = TeacherClassifier.load(teacher_dir, max_length=max_length, token_budget=bulk_token_budget(device), precision=precision, device=device)
+        teacher = TeacherClassifier.load(teacher_dir, max_length=max_length, precision=precision, device="auto")
     parts = []
     started = time.perf_counter()
     with tqdm(total=len(texts), desc="teacher soft labels", unit="text", disable=not progress, mininterval=2.0) as bar:

@@ -23,7 +23,7 @@ from models.bundle import Bundle, load_bundle, load_student
 from models.cascade import calibrated_probs, cascade_predictions
 from models.student import StudentClassifier
 from models.student_nets import count_parameters
-from models.teacher import TeacherClassifier, bulk_token_budget, resolve_target
+from models.teacher import TeacherClassifier
 from models.training.calibrate import speedup, time_per_record
 from models.training.data import load_dataset
 from models.training.teacher_train import accuracy
@@ -53,9 +53,8 @@ def evaluate_bundle(bundle_dir: str | Path, data: str, split: str = "test", meas
     if tuple(dataset.labels) != tuple(manifest.labels):
         raise ValueError(f"dataset labels {list(dataset.labels)} differ from the bundle's {list(manifest.labels)}")
     part = dataset.split(split)
-    device, precision = resolve_target("auto", "auto")  # as teacher workers serve it, as training calibrated it
-    teacher = TeacherClassifier.load(bundle.teacher_path, max_length=manifest.max_length, token_budget=bulk_token_budget(device),
-                                     precision=precision, device=device)
+    # as teacher workers serve it, as training calibrated it
+    teacher = TeacherClassifier.load(bundle.teacher_path, max_length=manifest.max_length, precision="auto", device="auto")
     t_logits = batched_logits(teacher.logits, part.texts, 2048)
     students = bundle_students(bundle)
     results = {name: {"accuracy": accuracy(batched_logits(s.logits, part.texts), part.labels), "parameters": count_parameters(s.net)} for name, s in students.items()}

@@ -43,7 +43,7 @@ from models.bundle import (
 from models.cascade import calibrated_probs, cascade_predictions
 from models.student import StudentClassifier
 from models.student_nets import count_parameters
-from models.teacher import TeacherClassifier, bulk_token_budget, resolve_target
+from models.teacher import TeacherClassifier
 from models.training.calibrate import (
     choose_threshold,
     default_thresholds,
@@ -146,14 +146,12 @@ def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log:
     validation = dataset.split("validation")  # what distillation picks its best epoch on, as in training
     held_out = dataset.split(CALIBRATION) if holdout else validation  # what temperature, threshold and the check use
 
-    device, precision = resolve_target("auto", "auto")
-    teacher = TeacherClassifier.load(bundle.teacher_path, max_length=manifest.max_length, token_budget=bulk_token_budget(device),
-                                     precision=precision, device=device)
+    teacher = TeacherClassifier.load(bundle.teacher_path, max_length=manifest.max_length, precision="auto", device="auto")
     cache = root / "work" / "cache"
 
     def teacher_logits(part: list[str]) -> np.ndarray:
         return teacher_logits_cached(bundle.teacher_path, part, cache, manifest.max_length, progress=cfg.progress, teacher=teacher,
-                                     log=log, precision=precision)
+                                     log=log, precision=teacher.precision)
 
     own = own_set.texts
     transfer = own + stream_texts

@@ -44,7 +44,7 @@ from models.bundle import (
 from models.cascade import calibrated_probs
 from models.student import StudentClassifier
 from models.student_nets import ARCHITECTURES, count_parameters
-from models.teacher import TeacherClassifier, bulk_token_budget, resolve_target
+from models.teacher import TeacherClassifier, resolve_target
 from models.training.calibrate import (
     choose_threshold,
     default_thresholds,
@@ -153,9 +153,7 @@ def label_precision(cfg: TrainConfig) -> str:
 
 def labelling_teacher(cfg: TrainConfig) -> TeacherClassifier:
     """The bundle's teacher as it labels and is calibrated: in ``label_precision``, on a GPU if there is one."""
-    device, precision = resolve_target(cfg.label_precision, "auto")
-    return TeacherClassifier.load(cfg.out_path() / "teacher", max_length=cfg.teacher.max_length, token_budget=bulk_token_budget(device),
-                                  precision=precision, device=device)
+    return TeacherClassifier.load(cfg.out_path() / "teacher", max_length=cfg.teacher.max_length, precision=cfg.label_precision, device="auto")
 
 
 def setup_torch(cfg: TrainConfig) -> None:

@@ -16,7 +16,8 @@ def add_distill_cli(subparsers) -> None:
     stream = subparsers.add_parser(
         "distill", help="re-distil a bundle's student from the teacher's answers kept on the stream (--from-stream)",
         description="One round of learning from the stream: read the knowledge topic, re-distil the served student on it and "
-                    "the bundle's own data, recalibrate on the held-out validation split, and write a new student version "
+                    "the bundle's own data, recalibrate on held-out data (the validation split, or the bundle's calibration holdout), "
+                    "and write a new student version "
                     "into the bundle only if its cascade is at least as accurate there. Workers hot-reload it.",
     )
     stream.add_argument("--from-stream", action="store_true", required=True, help="read the teacher's answers from the knowledge topic")
