@@ -79,7 +79,7 @@ class Settings:
     replication_factor: int = setting(1, "Replication factor of the topics the app creates.", at_least=1)
 
     # --- consumer groups ----------------------------------------------------------------
-    app_id: str = setting("tango-stream", "Faust app id: the consumer group of the stream workers (student and merge).")
+    app_id: str = setting("tango-stream", "Faust app id: the consumer group of the stream workers' student agent; their merge consumes as <app_id>-merge.")
     teacher_group: str = setting("tango-teacher", "Consumer group shared by all teacher workers.")
 
     # --- models -------------------------------------------------------------------------

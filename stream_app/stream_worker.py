@@ -1,11 +1,14 @@
-"""The stream worker (``tango stream``): one Faust app with the student and merge agents.
+"""The stream worker (``tango stream``): one Faust app with the student agent, and the merge.
 
-Commit order (the invariant this module keeps): an agent acks a consumed event only
+The Faust agent consumes the input topic; the merge (``stream_app.merge_worker``) runs in the
+same process and event loop on its own consumer group of the two result topics.
+
+Commit order (the invariant this module keeps): the agent acks a consumed event only
 after every record its batch produced has been acknowledged by the broker
 (``acks=all``), and Faust commits only acked offsets. A crash therefore never loses a
 record; at worst it redelivers a batch, whose repeated results the merge drops.
 
-With ``processing_guarantee=exactly_once`` the agents commit instead: each batch is cut
+With ``processing_guarantee=exactly_once`` the agent commits instead: each batch is cut
 by consumed partition, and each part's outputs and next offset go in one transaction of
 that partition's producer (``stream_app.kafka_io.transactions``). Faust's own
 ``processing_guarantee="exactly_once"`` is not used: it routes a send to the
@@ -27,7 +30,6 @@ from typing import TYPE_CHECKING
 
 import faust
 import structlog
-from aiokafka import TopicPartition
 from mode import Service
 
 from stream_app.batching import collect_batch, queue_fetch
@@ -36,11 +38,11 @@ from stream_app.kafka_io.batch_commit import transact_batch
 from stream_app.kafka_io.batch_send import BatchSender, batch_producer
 from stream_app.kafka_io.clients import compression, faust_credentials
 from stream_app.kafka_io.delivery import Unproducible
-from stream_app.kafka_io.merge_window import recent_output_keys
 from stream_app.kafka_io.transactions import PartitionTransactions, TransactionFenced
-from stream_app.merge import MergeStage, RecentIds
+from stream_app.merge_worker import MergeWorker
 from stream_app.metrics import Metrics, StageMeter
 from stream_app.passthrough import PassthroughStage
+from stream_app.rebalance_gate import RebalanceGate
 from stream_app.records import Incoming, Output, Source, StageResult
 from stream_app.settings import Settings
 from stream_app.shutdown import start_shutdown_watchdog
@@ -115,50 +117,6 @@ def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> fau
     return app.topic(*names, partitions=partitions, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-class RebalanceGate:
-    """At least once: no batch of a revoked assignment is produced once the rebalance is over.
-
-    The invariant (what keeps two stream workers from emitting one id twice): on revocation the
-    gate closes, queued events are dropped (not acked: their partition's next owner reads them
-    again) and the revocation waits for the batch in flight to be produced; batches wait while
-    the gate is closed, and on assignment only events fetched in the new generation go on.
-    So a revoked partition's outputs are all in the log before its next owner reads back the
-    merge window, and none follow. (Exactly once keeps this through the transactions instead.)
-    """
-
-    def __init__(self) -> None:
-        self._open = asyncio.Event()
-        self._open.set()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._busy = 0
-
-    async def revoked(self, agents: Sequence["AgentBatches"], timeout_s: float) -> None:
-        self._open.clear()
-        dropped = sum(agent.drop_queued() for agent in agents)
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except asyncio.TimeoutError:
-            log.warning("a batch is still in flight at revocation", timeout_s=timeout_s)
-        if dropped:
-            log.info("queued events of the revoked assignment dropped; their next owner reads them", events=dropped)
-
-    def assigned(self) -> None:
-        self._open.set()
-
-    @contextlib.asynccontextmanager
-    async def batch(self):
-        await self._open.wait()
-        self._busy += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._busy -= 1
-            if not self._busy:
-                self._idle.set()
-
-
 @dataclass
 class AgentBatches:
     """Feeds one agent's events through a deadline batcher into its stage, and commits.
@@ -176,8 +134,6 @@ class AgentBatches:
     executor: ThreadPoolExecutor | None = None  # run the stage here (off the event loop)
     transactions: PartitionTransactions | None = None
     on_fatal: Callable[[BaseException], Awaitable[None]] | None = None  # the worker cannot go on: stop it
-    prepare: Callable[[Sequence[Incoming]], Awaitable[None]] | None = None  # before the stage, on the loop
-    on_uncommitted: Callable[[TopicPartition], None] | None = None  # exactly once: a part did not commit
     gate: RebalanceGate | None = None  # at least once: no batch of a revoked assignment after the rebalance
     generation: Callable[[], int] | None = None  # the consumer's current generation
     health: Health | None = None  # liveness: a batch in flight too long is a stall
@@ -229,8 +185,6 @@ class AgentBatches:
         return dropped
 
     async def _run(self, parts: list[list[Incoming]]) -> list[StageResult]:
-        if self.prepare is not None:
-            await self.prepare([r for part in parts for r in part])
         stage = self.stage  # taken once: a reload during the batch applies from the next one
         if self.executor is None:
             return [stage(part) for part in parts]
@@ -259,42 +213,8 @@ class AgentBatches:
             await self._stop(exc)
             raise
         for outcome in outcomes:
-            if not outcome.committed:
-                if self.on_uncommitted is not None:
-                    self.on_uncommitted(outcome.tp)
-                continue
-            self.meter.batch(len(outcome.records), outcome.result, outcome.rerouted)
-
-
-class MergeWindow:
-    """The merge's de-duplication window, kept whole across restarts and rebalances.
-
-    Before the first result of a partition is merged, what previous owners of that
-    partition emitted is read back from the output topic, so their results are not
-    emitted twice; a revoked partition is read again if it comes back.
-    """
-
-    def __init__(self, settings: Settings, merge: MergeStage):
-        self.settings = settings
-        self.merge = merge
-        self.restored: set[int] = set()  # partitions whose window was read back from the output
-
-    async def restore(self, records: Sequence[Incoming]) -> None:
-        new = {r.source.partition for r in records} - self.restored
-        if new:
-            for partition, keys in (await recent_output_keys(self.settings, new, self.settings.dedup_window)).items():
-                self.merge.recent.forget(partition)
-                self.merge.recent.remember(partition, keys)
-            self.restored.update(new)
-
-    def forget(self, tp: TopicPartition) -> None:
-        # exactly once: a merge part whose transaction did not commit was remembered by the
-        # window; forget the partition and read it back from the output first
-        self.merge.recent.forget(tp.partition)
-        self.restored.discard(tp.partition)
-
-    def revoked(self, partitions: set[int]) -> None:
-        self.restored.difference_update(partitions)
+            if outcome.committed:
+                self.meter.batch(len(outcome.records), outcome.result, outcome.rerouted)
 
 
 def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle | None" = None) -> faust.App:
@@ -326,37 +246,31 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
 
     transactions = PartitionTransactions(settings, settings.app_id) if settings.exactly_once else None
     executor = ThreadPoolExecutor(1, thread_name_prefix="student")
-    merge = MergeStage(RecentIds(settings.dedup_window), settings.output_topic, settings.dlq_topic)
-    window = MergeWindow(settings, merge)
     gate = RebalanceGate() if transactions is None else None
-    generation = lambda: app.consumer_generation_id  # noqa: E731
     students = AgentBatches(student, settings.student_batch_size, settings.student_batch_wait, StageMeter("student", metrics),
                             send_all, executor=executor, transactions=transactions, on_fatal=fatal, gate=gate,
-                            generation=generation, health=health)
-    merges = AgentBatches(merge, settings.merge_batch_size, settings.merge_batch_wait, StageMeter("merge", metrics), send_all,
-                          transactions=transactions, on_fatal=fatal, prepare=window.restore, on_uncommitted=window.forget,
-                          gate=gate, generation=generation, health=health)
+                            generation=lambda: app.consumer_generation_id, health=health)
     app.agent(input_topic, name="student")(students.consume)
-    # Both result topics in one subscription: same partition count (checked at start-up), so
-    # one id meets the same agent instance from either tier.
-    app.agent(raw_topic(app, settings.student_results_topic, settings.teacher_results_topic), name="merge")(merges.consume)
+    # the merge reads both result topics with its own consumer group, in batches (merge_worker)
+    merger = MergeWorker(settings, metrics, health, send_all, fatal)
+    app.task(merger.run)
     StreamOperations(settings, metrics, health, students, bundle).attach(app)
+
+    @app.on_before_shutdown.connect
+    async def stop_merge(app_: faust.App, **_: object) -> None:
+        await merger.stop()  # its last batch is produced and committed before the sender closes
 
     @app.timer(settings.summary_interval_s)
     async def summary() -> None:
         log.info("summary", stage="student", threshold=students.stage.threshold, **students.meter.counters.take())
-        log.info("summary", stage="merge", **merges.meter.counters.take(), dedup_ids=len(merge.recent))
-
-    result_topics = (settings.student_results_topic, settings.teacher_results_topic)
+        log.info("summary", stage="merge", **merger.meter.counters.take(), dedup_ids=len(merger.stage.recent))
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(app_: faust.App, revoked: set, **_: object) -> None:
-        # a revoked partition's next owner may emit more; re-read it if it comes back
-        window.revoked({tp.partition for tp in revoked if tp.topic in result_topics})
         if transactions is not None:
             await transactions.pause(settings.shutdown_timeout_s)
         if gate is not None:
-            await gate.revoked([students, merges], settings.shutdown_timeout_s)
+            await gate.revoked([students], settings.shutdown_timeout_s)
 
     if gate is not None:
         @app.on_partitions_assigned.connect
@@ -369,7 +283,7 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
 
 
 def _connect_transactions(app: faust.App, settings: Settings, transactions: PartitionTransactions, fatal) -> None:
-    consumed = {settings.input_topic, settings.student_results_topic, settings.teacher_results_topic}
+    consumed = {settings.input_topic}
 
     @app.on_rebalance_complete.connect
     async def start_transactions(app_: faust.App, **_: object) -> None:

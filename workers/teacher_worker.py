@@ -26,17 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import structlog
-from aiokafka import (
-    AIOKafkaConsumer,
-    AIOKafkaProducer,
-    ConsumerRebalanceListener,
-    TopicPartition,
-)
-from aiokafka.errors import (
-    CommitFailedError,
-    IllegalStateError,
-    RebalanceInProgressError,
-)
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 
 from stream_app.audit import AgreementEstimate
 from stream_app.batching import collect_batch, safe_batch_size
@@ -44,9 +34,16 @@ from stream_app.endpoint import Health
 from stream_app.kafka_io.batch_commit import Stamped, transact_batch
 from stream_app.kafka_io.clients import aiokafka_config, compression
 from stream_app.kafka_io.delivery import produce_checked
+from stream_app.kafka_io.group_consumer import (
+    Stopped,
+    commit_consumed,
+    group_consumer,
+    stamped_fetch,
+    take_assignment,
+)
 from stream_app.kafka_io.transactions import PartitionTransactions
 from stream_app.metrics import Metrics, StageMeter
-from stream_app.records import Incoming, Source, StageResult
+from stream_app.records import Incoming, StageResult
 from stream_app.settings import Settings
 from stream_app.shutdown import start_shutdown_watchdog
 from workers.teacher_stage import TeacherStage
@@ -55,10 +52,6 @@ if TYPE_CHECKING:
     from models.bundle import Bundle
 
 log = structlog.get_logger("tango.teacher")
-
-
-def _incoming(r) -> Incoming:
-    return Incoming(Source(r.topic, r.partition, r.offset), r.key, r.value, r.timestamp / 1000.0, tuple(r.headers or ()))
 
 
 class TeacherWorker:
@@ -87,22 +80,9 @@ class TeacherWorker:
 
     def _consumer(self) -> AIOKafkaConsumer:
         settings = self.settings
-        consumer = AIOKafkaConsumer(
-            group_id=settings.teacher_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            # exactly once: never read a request whose transaction was aborted
-            isolation_level="read_committed" if self.transactions is not None else "read_uncommitted",
-            max_poll_interval_ms=int(settings.max_poll_interval_s * 1000),
-            session_timeout_ms=int(settings.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(max(settings.session_timeout_s / 4, 0.5) * 1000),
-            key_deserializer=None,
-            value_deserializer=None,
-            **aiokafka_config(settings),
-        )
         # the shadow audit's requests share the workers (and their partition count) with the routed ones
-        consumer.subscribe([settings.teacher_topic, settings.shadow_topic], listener=_Rebalances(self, consumer))
-        return consumer
+        return group_consumer(settings, settings.teacher_group, [settings.teacher_topic, settings.shadow_topic],
+                              lambda consumer: _Rebalances(self, consumer))
 
     async def run(self) -> None:
         """One loop for both delivery modes: consume → batch → infer → produce → commit."""
@@ -166,22 +146,7 @@ class TeacherWorker:
             return await producer.send(o.topic, key=o.key, value=o.value, headers=list(o.headers) or None)
 
         rerouted = await produce_checked(send, result.outputs, self.settings.dlq_topic)  # all acknowledged ...
-        offsets: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.source.topic, r.source.partition)
-            offsets[tp] = max(offsets.get(tp, 0), r.source.offset + 1)
-        assigned = consumer.assignment()
-        moved = [tp for tp in offsets if tp not in assigned]
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
-        if moved:
-            log.info("partitions moved during the batch; their new owner redelivers it", partitions=[tp.partition for tp in moved])
-        try:
-            if offsets:
-                await consumer.commit(offsets)  # ... before the inputs are committed
-        except (CommitFailedError, RebalanceInProgressError, IllegalStateError) as exc:
-            # The partitions moved on during the batch: the new owner redelivers it and the
-            # merge drops the results produced twice.
-            log.warning("commit failed after rebalance; batch will be redelivered", error=str(exc))
+        await commit_consumed(consumer, records)  # ... before the inputs are committed
         self._count(len(records), result, rerouted)
 
     def _count(self, records: int, result: StageResult, rerouted) -> None:
@@ -197,19 +162,10 @@ class TeacherWorker:
         """The next batch of (generation fetched in, record) pairs."""
         size = safe_batch_size(self.per_record_s, self.settings.max_poll_interval_s, self.settings.teacher_batch_size)
 
-        async def fetch(timeout: float | None, max_records: int) -> list[Stamped]:
-            # wait in short slices for the first record so a stop request is seen promptly
-            wait_ms = 500 if timeout is None else int(timeout * 1000)
-            fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
-            # no await since getmany: every record is of the current generation
-            records = [(self._generation, _incoming(r)) for part in fetched.values() for r in part]
-            if not records and timeout is None and (self._stopping.is_set() or self._fatal is not None):
-                raise _Stopped
-            return records
-
+        fetch = stamped_fetch(consumer, lambda: self._generation, lambda: self._stopping.is_set() or self._fatal is not None)
         try:
             return await collect_batch(fetch, size, self.settings.teacher_batch_wait)
-        except _Stopped:
+        except Stopped:
             return []
 
     async def _summaries(self) -> None:
@@ -218,10 +174,6 @@ class TeacherWorker:
             audit = {"shadow": self.audit.as_log()} if self.audit.audited else {}
             log.info("summary", stage="teacher", worker=self.stage.worker, per_record_ms=round(self.per_record_s * 1000, 2),
                      **self.meter.counters.take(), **audit)
-
-
-class _Stopped(Exception):
-    pass
 
 
 class _Rebalances(ConsumerRebalanceListener):
@@ -256,26 +208,12 @@ class _Rebalances(ConsumerRebalanceListener):
         worker = self.worker
         assert worker.transactions is not None
         generation = worker._generation + 1
-        # No record may be returned while this runs: one fetched from a position read before
-        # the fencing below must not be committed, and one fetched after the seek below must
-        # not be taken for such a record and dropped (nothing would fetch it again).
-        # Records returned before this point keep the old stamp and come again from the seek.
-        self.consumer.pause(*assigned)
         try:
-            await worker.transactions.assign(assigned, generation)
-            if assigned:
-                # aiokafka fetched the committed offsets concurrently with the fencing above:
-                # read them again now that no previous owner can commit any more
-                committed = await self.consumer.seek_to_committed(*assigned)
-                never = [tp for tp, offset in committed.items() if not offset]
-                if never:
-                    await self.consumer.seek_to_beginning(*never)
+            await take_assignment(self.consumer, assigned, worker.transactions, generation)
             worker._generation = generation  # records fetched from now on are this assignment's
         except Exception as exc:  # noqa: BLE001 - without producers nothing can be committed: stop
             log.error("cannot start transactional producers", error=repr(exc))
             worker._fatal = exc
-        finally:
-            self.consumer.resume(*assigned)
 
 
 def install_signal_handlers(worker: TeacherWorker) -> None:

@@ -174,9 +174,10 @@ def log_to(path: Path | None) -> Callable[[str], None]:
 # --- soft labels -----------------------------------------------------------------------
 
 
-def transfer_set(cfg: TrainConfig, train_texts: list[str], train_labels: list[int]) -> TransferSet:
+def transfer_set(cfg: TrainConfig, dataset: TextDataset, train_texts: list[str], train_labels: list[int]) -> TransferSet:
+    held_out = [text for split in (CALIBRATION, "validation", "test") if dataset.has_split(split) for text in dataset.split(split).texts]
     return build_transfer_set(train_texts, train_labels, seed=cfg.seed, transfer_limit=cfg.transfer_limit,
-                              augment=cfg.extra.get("augment", {}), transfer_data=cfg.transfer_data)
+                              augment=cfg.extra.get("augment", {}), transfer_data=cfg.transfer_data, held_out=held_out)
 
 
 def soft_label_stage(cfg: TrainConfig, dataset: TextDataset, log: Callable[[str], None] = print) -> dict:
@@ -184,7 +185,7 @@ def soft_label_stage(cfg: TrainConfig, dataset: TextDataset, log: Callable[[str]
     work = out / "work"
     train = dataset.split("train")
     texts, labels = subsample(train.texts, train.labels, cfg.train_limit, cfg.seed)
-    transfer_data = transfer_set(cfg, texts, labels)
+    transfer_data = transfer_set(cfg, dataset, texts, labels)
     transfer, gold = transfer_data.texts, transfer_data.gold
     teacher_id = teacher_identity(out / "teacher")
     max_length = cfg.teacher.max_length

@@ -7,6 +7,7 @@ Pure but for reading ``--transfer-data``: the same inputs give the same set, whi
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,11 +39,16 @@ class TransferSet:
 
 
 def build_transfer_set(train_texts: list[str], train_labels: list[int], *, seed: int, transfer_limit: int = 0,
-                       augment: dict[str, Any] | None = None, transfer_data: str = "") -> TransferSet:
-    """The train records, augmented variants of (at most ``transfer_limit`` of) them, then the unlabelled texts."""
+                       augment: dict[str, Any] | None = None, transfer_data: str = "",
+                       held_out: Iterable[str] = ()) -> TransferSet:
+    """The train records, augmented variants of (at most ``transfer_limit`` of) them, then the unlabelled texts.
+
+    Unlabelled texts that are also in ``held_out`` (the splits the bundle is calibrated and
+    measured on) are left out, so a transfer folder that holds them cannot leak them into training.
+    """
     aug_cfg = AugmentConfig(**{**asdict(AugmentConfig(seed=seed)), **(augment or {})})
     seeds, _ = subsample(train_texts, train_labels, transfer_limit, seed + 1)
     augmented = augment_texts(seeds, aug_cfg) if aug_cfg.per_text > 0 else []
-    unlabelled = load_unlabelled(transfer_data, exclude=train_texts) if transfer_data else []
+    unlabelled = load_unlabelled(transfer_data, exclude=[*train_texts, *held_out]) if transfer_data else []
     extra = augmented + unlabelled
     return TransferSet(list(train_texts) + extra, list(train_labels) + [-1] * len(extra), len(unlabelled))

@@ -1,6 +1,6 @@
 """Exactly-once mode: one Kafka transaction per consumed partition and batch.
 
-With ``processing_guarantee=exactly_once`` every stage (student agent, merge agent,
+With ``processing_guarantee=exactly_once`` every stage (student agent, merge,
 teacher workers) writes a batch's outputs for one consumed partition, dead letters
 included, and that partition's next offset in one transaction (``commit``), and reads
 its input ``read_committed``. A batch is either wholly visible downstream with its input

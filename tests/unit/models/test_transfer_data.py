@@ -32,3 +32,17 @@ def test_missing_wrong_kind_and_empty_are_refused(tmp_path):
     (tmp_path / "only.txt").write_text("seen\n")
     with pytest.raises(DataError, match="no new texts"):
         load_unlabelled(tmp_path / "only.txt", exclude=["seen"])
+
+
+def test_texts_the_bundle_is_calibrated_or_measured_on_never_enter_the_transfer_set(tmp_path):
+    from models.training.data import CALIBRATION, Split, TextDataset
+    from models.training.pipeline import TrainConfig, transfer_set
+
+    path = tmp_path / "all.jsonl"
+    path.write_text("".join(f'{{"text": "{t}"}}\n' for t in ("in train", "held for calibration", "in validation", "in test", "new")))
+    dataset = TextDataset(name="d", source="d", labels=["a", "b"], _loader=lambda name: (_ for _ in ()).throw(DataError(name)))
+    dataset._cache = {"train": Split("train", ["in train"], [0]), CALIBRATION: Split(CALIBRATION, ["held for calibration"], [1]),
+                      "validation": Split("validation", ["in validation"], [0]), "test": Split("test", ["in test"], [1])}
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "bundle"), transfer_data=str(path), extra={"augment": {"per_text": 0}})
+    made = transfer_set(cfg, dataset, ["in train"], [0])
+    assert made.texts == ["in train", "new"] and made.gold == [0, -1] and made.unlabelled == 1

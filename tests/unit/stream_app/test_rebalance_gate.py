@@ -7,7 +7,8 @@ import asyncio
 
 from stream_app.metrics import Metrics, StageMeter
 from stream_app.settings import Settings
-from stream_app.stream_worker import AgentBatches, RebalanceGate
+from stream_app.rebalance_gate import RebalanceGate
+from stream_app.stream_worker import AgentBatches
 
 
 def agent_with_queue(items) -> AgentBatches:

@@ -1,0 +1,195 @@
+"""The merge's batch loop, in the stream worker's process: both result topics → de-duplicate → output.
+
+Every result crosses the broker twice (a result topic, then the output), so the merge reads
+them with its own aiokafka consumer group, ``<app_id>-merge`` (``merge_group``), a batch per
+``getmany``, not through Faust's per-record events: as a Faust agent it cost about as much
+CPU as the whole passthrough app (docs/benchmarks.md). The range assignor gives one member
+partition i of both result topics, so an id meets the same window from either tier (the two
+topics and the output are co-partitioned, checked at start-up).
+
+Commit order (the invariant): at least once, a batch's result offsets are committed only
+after every output it produced was acknowledged by the broker; exactly once, each result
+partition's outputs and next offset go in one transaction of that partition's producer
+(``transact_batch``), fenced per partition like the teacher workers'.
+
+De-duplication (the invariant): before a partition's first batch its window is read back
+from its output partition (``MergeWindow``). At least once, a revocation waits for the batch
+in flight, and records fetched before a rebalance are dropped (their partitions are read
+again from the committed offsets), so a revoked partition's outputs are all in the log
+before its next owner reads them back, and none follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from stream_app.batching import collect_batch
+from stream_app.endpoint import Health
+from stream_app.kafka_io.batch_commit import Stamped, transact_batch
+from stream_app.kafka_io.group_consumer import (
+    Stopped,
+    commit_consumed,
+    group_consumer,
+    stamped_fetch,
+    take_assignment,
+)
+from stream_app.kafka_io.merge_window import recent_output_keys
+from stream_app.kafka_io.transactions import PartitionTransactions
+from stream_app.merge import MergeStage, RecentIds
+from stream_app.metrics import Metrics, StageMeter
+from stream_app.rebalance_gate import RebalanceGate
+from stream_app.records import Incoming, Output, StageResult
+from stream_app.settings import Settings
+
+log = structlog.get_logger("tango.merge")
+
+
+def merge_group(settings: Settings) -> str:
+    """The merge's consumer group: the app id's, with ``-merge``."""
+    return f"{settings.app_id}-merge"
+
+
+class MergeWindow:
+    """The merge's de-duplication window, kept whole across restarts and rebalances.
+
+    Before the first result of a partition is merged, what previous owners of that
+    partition emitted is read back from the output topic, so their results are not
+    emitted twice; a revoked partition is read again if it comes back.
+    """
+
+    def __init__(self, settings: Settings, merge: MergeStage):
+        self.settings = settings
+        self.merge = merge
+        self.restored: set[int] = set()  # partitions whose window was read back from the output
+
+    async def restore(self, records: Sequence[Incoming]) -> None:
+        new = {r.source.partition for r in records} - self.restored
+        if new:
+            for partition, keys in (await recent_output_keys(self.settings, new, self.settings.dedup_window)).items():
+                self.merge.recent.forget(partition)
+                self.merge.recent.remember(partition, keys)
+            self.restored.update(new)
+
+    def forget(self, tp: TopicPartition) -> None:
+        # exactly once: a merge part whose transaction did not commit was remembered by the
+        # window; forget the partition and read it back from the output first
+        self.merge.recent.forget(tp.partition)
+        self.restored.discard(tp.partition)
+
+    def revoked(self, partitions: set[int]) -> None:
+        self.restored.difference_update(partitions)
+
+
+class MergeWorker:
+    """consume results → batch → merge → produce → commit, until ``stop``."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, health: Health,
+                 send: Callable[[Sequence[Output]], Awaitable[list[str]]],
+                 on_fatal: Callable[[BaseException], Awaitable[None]]):
+        self.settings = settings
+        self.stage = MergeStage(RecentIds(settings.dedup_window), settings.output_topic, settings.dlq_topic)
+        self.window = MergeWindow(settings, self.stage)
+        self.meter = StageMeter("merge", metrics)
+        self.metrics, self.health = metrics, health
+        self.send = send  # at least once: the stream worker's batch sender (produce_checked underneath)
+        self.on_fatal = on_fatal
+        self.transactions = PartitionTransactions(settings, merge_group(settings)) if settings.exactly_once else None
+        self.gate = RebalanceGate() if self.transactions is None else None
+        self.generation = 0  # counts this member's assignments; records carry the one they were fetched in
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._fatal: BaseException | None = None
+
+    async def stop(self) -> None:
+        """Finish the batch in flight, commit it and leave the group (at most ``shutdown_timeout_s``)."""
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(self._stopped.wait(), self.settings.shutdown_timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("the merge did not stop in time", timeout_s=self.settings.shutdown_timeout_s)
+
+    async def run(self) -> None:
+        s = self.settings
+        consumer = group_consumer(s, merge_group(s), [s.student_results_topic, s.teacher_results_topic],
+                                  lambda c: _MergeRebalances(self, c), co_partitioned=True)
+        await consumer.start()
+        fetch = stamped_fetch(consumer, lambda: self.generation, lambda: self._stopping.is_set() or self._fatal is not None)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    batch = await collect_batch(fetch, s.merge_batch_size, s.merge_batch_wait)
+                except Stopped:
+                    batch = []
+                if self._fatal is not None:
+                    raise self._fatal
+                if batch:
+                    with self.health.batch():
+                        await (self._transactional(batch) if self.transactions is not None else self._at_least_once(batch, consumer))
+        except Exception as exc:  # noqa: BLE001 - the merge cannot go on (a send refused for good, fenced): stop the worker
+            await self.on_fatal(exc)
+            raise
+        finally:
+            await consumer.stop()  # leaves the group at once, so another stream worker takes over
+            if self.transactions is not None:
+                await self.transactions.close()
+            self._stopped.set()
+
+    async def _merge(self, parts: list[list[Incoming]]) -> list[StageResult]:
+        await self.window.restore([r for part in parts for r in part])
+        return [self.stage(part) for part in parts]  # on the loop: no model, a dict lookup per record
+
+    async def _at_least_once(self, batch: list[Stamped], consumer: AIOKafkaConsumer) -> None:
+        assert self.gate is not None
+        async with self.gate.batch():
+            # fetched before the last rebalance: their partitions are read again from the committed offsets
+            records = [record for generation, record in batch if generation == self.generation]
+            if not records:
+                return
+            (result,) = await self._merge([records])
+            rerouted = await self.send(result.outputs)  # every output acknowledged ...
+            await commit_consumed(consumer, records)  # ... before the results' offsets are committed
+        self.meter.batch(len(records), result, rerouted)
+
+    async def _transactional(self, batch: list[Stamped]) -> None:
+        assert self.transactions is not None
+        for outcome in await transact_batch(self.transactions, batch, self._merge, wait_for_generation=False):
+            if outcome.committed:
+                self.meter.batch(len(outcome.records), outcome.result, outcome.rerouted)
+            else:
+                self.window.forget(outcome.tp)
+
+
+class _MergeRebalances(ConsumerRebalanceListener):
+    """On revocation: let the batch (or transaction) in flight finish, and re-read the windows of
+    partitions that come back; on assignment: fence (exactly once), seek to the committed
+    offsets, then count the new generation (``take_assignment``)."""
+
+    def __init__(self, worker: MergeWorker, consumer: AIOKafkaConsumer):
+        self.worker = worker
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        worker = self.worker
+        worker.window.revoked({tp.partition for tp in revoked})
+        if worker.transactions is not None:
+            await worker.transactions.pause(worker.settings.shutdown_timeout_s)
+        if worker.gate is not None:
+            await worker.gate.revoked([], worker.settings.shutdown_timeout_s)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        worker = self.worker
+        worker.metrics.rebalances.inc()
+        generation = worker.generation + 1
+        try:
+            await take_assignment(self.consumer, assigned, worker.transactions, generation)
+            worker.generation = generation  # records fetched from now on are this assignment's
+        except Exception as exc:  # noqa: BLE001 - without producers or offsets nothing can be committed: stop
+            log.error("cannot take the merge's assignment", error=repr(exc))
+            worker._fatal = exc
+        finally:
+            if worker.gate is not None:
+                worker.gate.assigned()
