@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from torch import nn
@@ -169,19 +170,26 @@ class Bundle:
     def teacher_path(self) -> Path:
         return self.root / self.manifest.teacher.path
 
-    def load_student(self) -> StudentClassifier:
+    def load_student(self, precision: str = "fp32") -> StudentClassifier:
+        """The served student, its weights in ``precision`` (fp32 or bf16; see ``choose_student_precision``)."""
         spec = self.manifest.student
-        return load_student(self.root / spec.weights, self.root / spec.tokenizer, spec.arch, spec.config, self.manifest.max_length)
+        return load_student(self.root / spec.weights, self.root / spec.tokenizer, spec.arch, spec.config, self.manifest.max_length,
+                            precision)
 
 
-def load_student(weights: Path, tokenizer: Path, arch: str, config: dict[str, Any], max_length: int) -> StudentClassifier:
-    """A student network from its safetensors weights and tokenizer file, in eval mode."""
+def load_student(weights: Path, tokenizer: Path, arch: str, config: dict[str, Any], max_length: int,
+                 precision: str = "fp32") -> StudentClassifier:
+    """A student network from its safetensors weights and tokenizer file, in eval mode, in ``precision``."""
     net = build_student(arch, config)
     try:
         net.load_state_dict(load_file(weights))
     except RuntimeError as exc:
         raise BundleError(f"{weights}: weights do not fit student config: {exc}") from exc
     net.eval()
+    if precision == "bf16":
+        net.to(torch.bfloat16)
+    elif precision != "fp32":
+        raise ValueError(f"student precision {precision!r}: fp32 or bf16")
     return StudentClassifier(load_tokenizer(tokenizer), net, max_length)
 
 

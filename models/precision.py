@@ -53,6 +53,30 @@ def choose_precision(requested: str, device: str, flags: set[str] | None = None,
     return "bf16" if BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags) else "fp32"
 
 
+STUDENT_PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def choose_student_precision(requested: str, arch: str, flags: set[str] | None = None) -> str:
+    """The student's weights: ``requested`` unless ``auto``; then bf16 for a BiLSTM where the CPU
+    computes bf16 natively, fp32 otherwise.
+
+    Measured at the stream's batch of 256 (``scripts/bench_student_precision.py``, docs/benchmarks.md):
+    the emotion BiLSTM's forward pass is 1.5x faster in bf16 weights at 99.95% the same labels; the
+    MLP's is 2 us per tweet in fp32, below tokenising, and bf16 makes it slower.
+
+    >>> choose_student_precision("auto", "bilstm", {"amx_bf16"}), choose_student_precision("auto", "mlp", {"amx_bf16"})
+    ('bf16', 'fp32')
+    >>> choose_student_precision("auto", "bilstm", {"avx2"}), choose_student_precision("bf16", "mlp")
+    ('fp32', 'bf16')
+    """
+    if requested not in STUDENT_PRECISIONS:
+        raise ValueError(f"student precision {requested!r} is not one of {', '.join(STUDENT_PRECISIONS)}")
+    if requested != "auto":
+        return requested
+    native = BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags)
+    return "bf16" if arch == "bilstm" and native else "fp32"
+
+
 def choose_device(requested: str, cuda_available: bool) -> str:
     """``cuda`` where a GPU is there (``auto``), else ``cpu``; an explicit ``cuda`` without one is an error.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from models.precision import PRECISIONS as TEACHER_PRECISIONS
+from models.precision import STUDENT_PRECISIONS
 
 ENV_PREFIX = "TANGO_"
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
@@ -95,6 +96,13 @@ class Settings:
         "slower than bf16 and 98% the same labels), kept as an explicit opt-in that logs a warning. Results "
         "name the precision in the teacher version (<version>-bf16).",
         one_of=TEACHER_PRECISIONS,
+    )
+    student_precision: str = setting(
+        "auto",
+        "Student weights: auto, fp32 or bf16. auto: bf16 for a BiLSTM on a CPU with AMX or AVX-512 BF16 (its "
+        "forward pass 1.5x faster at the stream's batch, 99.95% the same labels on emotion test), fp32 for an MLP "
+        "(2 us per tweet, below tokenising; bf16 is slower) and on other CPUs. docs/benchmarks.md.",
+        one_of=STUDENT_PRECISIONS,
     )
     teacher_token_budget: int = setting(
         0, "Padded tokens per teacher forward pass; texts are sorted by length and chunked. 0 chooses by device: "

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
+import structlog
 
 from models.cascade import calibrated_probs, route
+from models.precision import choose_student_precision
 from stream_app.audit import in_shadow_sample
 from stream_app.records import (
     TOO_LARGE_PREFIX_BYTES,
@@ -39,6 +41,8 @@ from stream_app.telemetry import worker_name
 if TYPE_CHECKING:
     from models.bundle import Bundle
     from stream_app.settings import Settings
+
+log = structlog.get_logger("tango.stream")
 
 Logits = Callable[[Sequence[str]], np.ndarray]
 
@@ -117,8 +121,10 @@ class StudentStage:
 def build_student_stage(settings: "Settings", bundle: "Bundle", worker: str | None = None) -> StudentStage:
     """The student stage a bundle and the settings describe (the threshold: the setting's, or the bundle's)."""
     manifest = bundle.manifest
+    precision = choose_student_precision(settings.student_precision, manifest.student.arch)
+    log.info("student loaded", arch=manifest.student.arch, version=manifest.student.version, precision=precision)
     return StudentStage(
-        logits=bundle.load_student().logits,
+        logits=bundle.load_student(precision).logits,
         labels=manifest.labels,
         threshold=settings.threshold if settings.threshold >= 0 else manifest.threshold,
         temperature=manifest.temperature,

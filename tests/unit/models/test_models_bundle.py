@@ -63,3 +63,25 @@ def test_rejects_missing_file(bundle_dir, tmp_path):
         load_bundle(root)
     with pytest.raises(BundleError, match="does not exist"):
         load_bundle(tmp_path / "nothing")
+
+
+def test_a_student_loads_in_bf16_weights_and_still_returns_float32_logits(bundle_dir, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from models.bundle import load_student
+    from models.student_nets import build_student
+
+    bundle = load_bundle(bundle_dir)
+    tokenizer = bundle_dir / bundle.manifest.student.tokenizer
+    config = {"vocab_size": bundle.load_student().tokenizer.get_vocab_size(), "num_labels": 3, "embed_dim": 16, "hidden_dim": 16}
+    torch.manual_seed(0)
+    save_file(build_student("bilstm", config).state_dict(), tmp_path / "bilstm.safetensors")
+    fp32 = load_student(tmp_path / "bilstm.safetensors", tokenizer, "bilstm", config, 16)
+    bf16 = load_student(tmp_path / "bilstm.safetensors", tokenizer, "bilstm", config, 16, precision="bf16")
+    assert next(bf16.net.parameters()).dtype == torch.bfloat16 and next(fp32.net.parameters()).dtype == torch.float32
+    a, b = fp32.logits(TEXTS), bf16.logits(TEXTS)
+    assert b.dtype == np.float32 and b.shape == a.shape == (len(TEXTS), 3)
+    assert np.abs(a - b).max() < 0.05  # bf16 keeps about 3 significant digits
+    with pytest.raises(ValueError, match="fp32 or bf16"):
+        load_student(tmp_path / "bilstm.safetensors", tokenizer, "bilstm", config, 16, precision="int8")
