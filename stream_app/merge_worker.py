@@ -37,6 +37,7 @@ from stream_app.kafka_io.group_consumer import (
     stamped_fetch,
     take_assignment,
 )
+from stream_app.kafka_io.lag import committed_offsets
 from stream_app.kafka_io.merge_window import recent_output_keys
 from stream_app.kafka_io.transactions import PartitionTransactions
 from stream_app.merge import MergeStage, RecentIds
@@ -138,6 +139,15 @@ class MergeWorker:
                 await self.transactions.close()
             self._stopped.set()
 
+    async def where_the_agent_left(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Result partitions this group never committed start where the stream workers' own group
+        (``app_id``) left them: the merge was a Faust agent in that group before it had its own, so
+        an upgraded deployment goes on from there instead of re-reading the retained results."""
+        offsets = await committed_offsets(self.settings, self.settings.app_id, tps)
+        if offsets:
+            log.info("result partitions start where the app group left them", partitions={f"{tp.topic}:{tp.partition}": o for tp, o in offsets.items()})
+        return offsets
+
     async def _merge(self, parts: list[list[Incoming]]) -> list[StageResult]:
         await self.window.restore([r for part in parts for r in part])
         return [self.stage(part) for part in parts]  # on the loop: no model, a dict lookup per record
@@ -185,7 +195,7 @@ class _MergeRebalances(ConsumerRebalanceListener):
         worker.metrics.rebalances.inc()
         generation = worker.generation + 1
         try:
-            await take_assignment(self.consumer, assigned, worker.transactions, generation)
+            await take_assignment(self.consumer, assigned, worker.transactions, generation, worker.where_the_agent_left)
             worker.generation = generation  # records fetched from now on are this assignment's
         except Exception as exc:  # noqa: BLE001 - without producers or offsets nothing can be committed: stop
             log.error("cannot take the merge's assignment", error=repr(exc))

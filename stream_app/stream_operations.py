@@ -95,6 +95,7 @@ class StreamOperations:
     async def watch_lag(self) -> None:
         """Every ``lag_check_interval_s``: read the lags, export them, move the threshold."""
         from stream_app.kafka_io.lag import LagReader  # noqa: PLC0415
+        from stream_app.merge_worker import merge_group  # noqa: PLC0415
 
         settings = self.settings
         reader = LagReader(settings)
@@ -104,11 +105,13 @@ class StreamOperations:
             while True:
                 try:
                     own = await reader.read(settings.app_id, [settings.input_topic])
+                    merges = await reader.read(merge_group(settings), [settings.student_results_topic, settings.teacher_results_topic])
                     teachers = await reader.read(settings.teacher_group, [settings.teacher_topic])
                 except Exception as exc:  # noqa: BLE001 - a failed read is retried at the next check
                     log.warning("cannot read consumer lag", error=repr(exc))
                 else:
                     self.metrics.set_lag(settings.app_id, own.lag)
+                    self.metrics.set_lag(merges.group, merges.lag)
                     self.metrics.set_lag(settings.teacher_group, teachers.lag)
                     rate = drain.update(time.monotonic(), teachers.committed_total)
                     if settings.lag_routing and self.students is not None:

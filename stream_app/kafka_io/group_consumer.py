@@ -9,7 +9,7 @@ committed offsets, resume).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -27,6 +27,8 @@ from stream_app.records import Incoming, Source
 from stream_app.settings import Settings
 
 log = structlog.get_logger("tango.consumer")
+
+StartOf = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
 
 
 def group_consumer(
@@ -88,7 +90,8 @@ async def commit_consumed(consumer: AIOKafkaConsumer, records: Sequence[Incoming
         log.warning("commit failed after rebalance; batch will be redelivered", error=str(exc))
 
 
-async def take_assignment(consumer: AIOKafkaConsumer, assigned, transactions: PartitionTransactions | None, generation: int) -> None:
+async def take_assignment(consumer: AIOKafkaConsumer, assigned, transactions: PartitionTransactions | None, generation: int,
+                          start_of_uncommitted: StartOf | None = None) -> None:
     """Make ``assigned`` this member's, as ``generation``, before any of its records is returned.
 
     No record may be returned while this runs: one fetched from a position read before the
@@ -96,7 +99,8 @@ async def take_assignment(consumer: AIOKafkaConsumer, assigned, transactions: Pa
     for such a record and dropped (nothing would fetch it again). Records returned before
     this point keep the old generation's stamp and come again from the seek. Exactly once,
     the partitions' transactional producers start first (``PartitionTransactions.assign``),
-    fencing the previous owners, and the committed offsets are read after that.
+    fencing the previous owners, and the committed offsets are read after that. A partition
+    the group never committed starts where ``start_of_uncommitted`` says, else at its beginning.
     """
     consumer.pause(*assigned)
     try:
@@ -107,8 +111,11 @@ async def take_assignment(consumer: AIOKafkaConsumer, assigned, transactions: Pa
             # read them again now that no previous owner can commit any more
             committed = await consumer.seek_to_committed(*assigned)
             never = [tp for tp, offset in committed.items() if not offset]
-            if never:
-                await consumer.seek_to_beginning(*never)
+            found = await start_of_uncommitted(never) if never and start_of_uncommitted is not None else {}
+            for tp, offset in found.items():
+                consumer.seek(tp, offset)
+            if len(found) < len(never):
+                await consumer.seek_to_beginning(*(tp for tp in never if tp not in found))
     finally:
         consumer.resume(*assigned)
 

@@ -65,3 +65,14 @@ class LagReader:
             total += offset
             lag[(tp.topic, tp.partition)] = max(0, ends[tp] - offset)
         return GroupLag(group, lag, total)
+
+
+async def committed_offsets(settings: Settings, group: str, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    """``group``'s committed offsets of ``tps`` (those it committed), read with a short-lived admin client."""
+    admin = AIOKafkaAdminClient(client_id="tango-offsets", **aiokafka_config(settings))
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group, partitions=list(tps))
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in committed.items() if meta is not None and meta.offset >= 0}

@@ -85,7 +85,7 @@ def test_every_process_exports_metrics_that_add_up(kafka_local, bundle, tmp_path
     assert stream.value("tango_bundle_info", student_version=manifest.student.version) == 1
     assert stream.value("tango_rebalances_total") >= 1
     lag_topics = {labels["topic"] for labels in stream.labels("tango_consumer_lag_records")}
-    assert {pipeline.topic("input"), pipeline.topic("teacher")} <= lag_topics
+    assert {pipeline.topic("input"), pipeline.topic("teacher"), pipeline.topic("student_results"), pipeline.topic("teacher_results")} <= lag_topics
     assert stream.value("process_cpu_seconds_total") > 0
 
     # the teachers: together they decided every teacher-tier result and audited the shadow sample

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from stream_app.metrics import Metrics, StageMeter
-from stream_app.settings import Settings
 from stream_app.rebalance_gate import RebalanceGate
+from stream_app.settings import Settings
 from stream_app.stream_worker import AgentBatches
 
 
