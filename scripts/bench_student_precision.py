@@ -1,17 +1,24 @@
 """The student's forward pass at the batch sizes the stream sees: fp32, bf16 and int8, 1 and 2 threads.
 
     .venv/bin/python scripts/bench_student_precision.py [--bundle DIR] [--data ../shared/data/emotion]
+    .venv/bin/python scripts/bench_student_precision.py --memory 1200 [--bundle DIR]
 
 The student is the one the bundle serves (an MLP or a BiLSTM, trained). Prints one JSON line per
 variant: milliseconds per batch of 256 (median of 30), microseconds per record, the share of
-test labels equal to fp32's and the accuracy on the test split.
+test labels equal to fp32's and the accuracy on the test split. ``--memory N`` instead runs N
+batches of the shapes a stream sees (1-256 tweets of 3-64 tokens, seeded) through the student in
+fp32 and in bf16 weights, each in a fresh process, and prints the resident memory as it goes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 
@@ -70,11 +77,42 @@ def build_copy(net: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(net).eval()
 
 
+def rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory_run(bundle_dir: str, precision: str, batches: int) -> None:
+    """Resident memory over ``batches`` forward passes of varying shapes, in ``precision``."""
+    torch.set_num_threads(1)
+    student = load_bundle(bundle_dir).load_student(precision)
+    rng, vocab, started = random.Random(0), student.tokenizer.get_vocab_size(), time.perf_counter()
+    for i in range(batches):
+        rows, longest = rng.randint(1, 256), rng.randint(3, 64)
+        ids = torch.zeros((rows, longest), dtype=torch.long)
+        for row in range(rows):
+            length = longest if row == 0 else rng.randint(1, longest)
+            ids[row, :length] = torch.randint(5, vocab, (length,))
+        with torch.inference_mode():
+            student.net(ids)
+        if i % max(1, batches // 8) == 0 or i == batches - 1:
+            print(json.dumps({"precision": precision, "batches": i + 1, "rss_mb": round(rss_mb(), 1),
+                              "seconds": round(time.perf_counter() - started, 1)}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default=str(CACHE_DIR / "bundles" / "emotion-quick"))
     parser.add_argument("--data", default="")
+    parser.add_argument("--memory", type=int, default=0, help="instead: resident memory over this many batches, fp32 and bf16")
+    parser.add_argument("--precision", default="", help=argparse.SUPPRESS)  # --memory's child process
     args = parser.parse_args()
+    if args.memory and args.precision:
+        return memory_run(args.bundle, args.precision, args.memory)
+    if args.memory:
+        for precision in ("fp32", "bf16"):  # a fresh process each: what one allocated stays with it
+            subprocess.run([sys.executable, __file__, "--bundle", args.bundle, "--memory", str(args.memory), "--precision", precision], check=True)
+        return
     bundle = load_bundle(args.bundle)
     student = bundle.load_student()
     texts, gold, _ = load_split(args.data or default_dataset(), "test", 0)
