@@ -168,12 +168,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_group(settings, topic: str) -> str:
+    """The group that consumes ``topic``: the teachers', the merge's (result topics) or the stream workers'."""
+    from stream_app.merge_worker import merge_group  # noqa: PLC0415 - loads aiokafka
+
+    if topic == settings.teacher_topic:
+        return settings.teacher_group
+    if topic in (settings.student_results_topic, settings.teacher_results_topic):
+        return merge_group(settings)
+    return settings.app_id
+
+
 @_kafka_errors_as_exit
 def cmd_skip(args: argparse.Namespace) -> int:
     """Move a consumer group past a batch that cannot be decoded, after a person decided to."""
     settings = settings_from_args(args)
     topic = args.topic or settings.input_topic
-    group = args.group or (settings.teacher_group if topic == settings.teacher_topic else settings.app_id)
+    group = args.group or default_group(settings, topic)
     try:
         before = move_group_offset(settings, group, topic, args.partition, args.offset)
     except TopicMissing as exc:
@@ -235,7 +246,7 @@ def add_cli(commands: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     skip.add_argument("--topic", default="", help="the topic (default: the input topic)")
     skip.add_argument("--partition", type=int, required=True, help="the partition the worker named")
     skip.add_argument("--offset", type=int, required=True, help="the offset to resume at: the batch's next offset")
-    skip.add_argument("--group", default="", help="the consumer group (default: app_id, or teacher_group for the teacher topic)")
+    skip.add_argument("--group", default="", help="the consumer group (default: teacher_group for the teacher topic, <app_id>-merge for a result topic, else app_id)")
     add_setting_flags(skip)
     skip.set_defaults(func=cmd_skip, dlq_parser=skip)
     return dlq

@@ -300,3 +300,13 @@ def test_replay_with_bad_offsets_or_fix_file_exits_2_before_kafka(tmp_path, caps
     assert args.func(args) == 2
     assert "cannot read fix file" in capsys.readouterr().err
 
+
+
+def test_skip_moves_the_group_that_consumes_the_topic_by_default():
+    from stream_app.settings import Settings
+    from stream_app.tools.dlq.command import default_group
+
+    s = Settings()
+    assert default_group(s, s.teacher_topic) == s.teacher_group
+    assert default_group(s, s.student_results_topic) == default_group(s, s.teacher_results_topic) == f"{s.app_id}-merge"
+    assert default_group(s, s.input_topic) == s.app_id
