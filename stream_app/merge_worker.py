@@ -1,7 +1,7 @@
 """The merge's batch loop, in the stream worker's process: both result topics → de-duplicate → output.
 
 Every result crosses the broker twice (a result topic, then the output), so the merge reads
-them with its own aiokafka consumer group, ``<app_id>-merge`` (``merge_group``), a batch per
+them with its own aiokafka consumer group, ``<app_id>-merge`` (``Settings.merge_group``), a batch per
 ``getmany``, not through Faust's per-record events: as a Faust agent it cost about as much
 CPU as the whole passthrough app (docs/benchmarks.md). The range assignor gives one member
 partition i of both result topics, so an id meets the same window from either tier (the two
@@ -49,11 +49,6 @@ from stream_app.settings import Settings
 log = structlog.get_logger("tango.merge")
 
 
-def merge_group(settings: Settings) -> str:
-    """The merge's consumer group: the app id's, with ``-merge``."""
-    return f"{settings.app_id}-merge"
-
-
 class MergeWindow:
     """The merge's de-duplication window, kept whole across restarts and rebalances.
 
@@ -98,7 +93,7 @@ class MergeWorker:
         self.metrics, self.health = metrics, health
         self.send = send  # at least once: the stream worker's batch sender (produce_checked underneath)
         self.on_fatal = on_fatal
-        self.transactions = PartitionTransactions(settings, merge_group(settings)) if settings.exactly_once else None
+        self.transactions = PartitionTransactions(settings, settings.merge_group) if settings.exactly_once else None
         self.gate = RebalanceGate() if self.transactions is None else None
         self.generation = 0  # counts this member's assignments; records carry the one they were fetched in
         self._stopping = asyncio.Event()
@@ -115,7 +110,7 @@ class MergeWorker:
 
     async def run(self) -> None:
         s = self.settings
-        consumer = group_consumer(s, merge_group(s), [s.student_results_topic, s.teacher_results_topic],
+        consumer = group_consumer(s, s.merge_group, s.result_topics,
                                   lambda c: _MergeRebalances(self, c), co_partitioned=True)
         await consumer.start()
         fetch = stamped_fetch(consumer, lambda: self.generation, lambda: self._stopping.is_set() or self._fatal is not None)

@@ -277,6 +277,16 @@ class Settings:
     def exactly_once(self) -> bool:
         return self.processing_guarantee == "exactly_once"
 
+    @property
+    def merge_group(self) -> str:
+        """The merge's consumer group (``stream_app.merge_worker``): the app id's, with ``-merge``."""
+        return f"{self.app_id}-merge"
+
+    @property
+    def result_topics(self) -> tuple[str, str]:
+        """The two topics the merge consumes: the student's results and the teachers'."""
+        return self.student_results_topic, self.teacher_results_topic
+
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes).validated()
 

@@ -95,7 +95,6 @@ class StreamOperations:
     async def watch_lag(self) -> None:
         """Every ``lag_check_interval_s``: read the lags, export them, move the threshold."""
         from stream_app.kafka_io.lag import LagReader  # noqa: PLC0415
-        from stream_app.merge_worker import merge_group  # noqa: PLC0415
 
         settings = self.settings
         reader = LagReader(settings)
@@ -105,7 +104,7 @@ class StreamOperations:
             while True:
                 try:
                     own = await reader.read(settings.app_id, [settings.input_topic])
-                    merges = await reader.read(merge_group(settings), [settings.student_results_topic, settings.teacher_results_topic])
+                    merges = await reader.read(settings.merge_group, settings.result_topics)
                     teachers = await reader.read(settings.teacher_group, [settings.teacher_topic])
                 except Exception as exc:  # noqa: BLE001 - a failed read is retried at the next check
                     log.warning("cannot read consumer lag", error=repr(exc))

@@ -122,9 +122,10 @@ def build_student_stage(settings: "Settings", bundle: "Bundle", worker: str | No
     """The student stage a bundle and the settings describe (the threshold: the setting's, or the bundle's)."""
     manifest = bundle.manifest
     precision = choose_student_precision(settings.student_precision)
+    student = bundle.load_student(precision)
     log.info("student loaded", arch=manifest.student.arch, version=manifest.student.version, precision=precision)
     return StudentStage(
-        logits=bundle.load_student(precision).logits,
+        logits=student.logits,
         labels=manifest.labels,
         threshold=settings.threshold if settings.threshold >= 0 else manifest.threshold,
         temperature=manifest.temperature,

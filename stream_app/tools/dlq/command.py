@@ -170,12 +170,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def default_group(settings, topic: str) -> str:
     """The group that consumes ``topic``: the teachers', the merge's (result topics) or the stream workers'."""
-    from stream_app.merge_worker import merge_group  # noqa: PLC0415 - loads aiokafka
-
     if topic == settings.teacher_topic:
         return settings.teacher_group
-    if topic in (settings.student_results_topic, settings.teacher_results_topic):
-        return merge_group(settings)
+    if topic in settings.result_topics:
+        return settings.merge_group
     return settings.app_id
 
 
