@@ -36,8 +36,9 @@ from stream_app.batching import collect_batch, queue_fetch
 from stream_app.endpoint import Health
 from stream_app.kafka_io.batch_commit import transact_batch
 from stream_app.kafka_io.batch_send import BatchSender, batch_producer
-from stream_app.kafka_io.clients import compression, faust_credentials
+from stream_app.kafka_io.clients import compression, faust_credentials, fetch_config
 from stream_app.kafka_io.delivery import Unproducible
+from stream_app.kafka_io.internals import tune_faust_fetch
 from stream_app.kafka_io.transactions import PartitionTransactions, TransactionFenced
 from stream_app.merge_worker import MergeWorker
 from stream_app.metrics import Metrics, StageMeter
@@ -77,7 +78,19 @@ class _BatchesCommitOffsets(Service):
         return True
 
 
-class TransactionalApp(faust.App):
+class StreamApp(faust.App):
+    """The stream worker's app: Faust's consumer fetches with ``fetch_max_wait_s`` and
+    ``fetch_min_bytes`` (``kafka_io.internals.tune_faust_fetch``)."""
+
+    fetch: dict[str, int] = {}  # set per app by new_app (clients.fetch_config)
+
+    def _new_consumer(self):  # Faust's factory of its consumer
+        consumer = super()._new_consumer()
+        tune_faust_fetch(consumer, self.fetch)
+        return consumer
+
+
+class TransactionalApp(StreamApp):
     """The exactly-once mode's app: Faust consumes with ``read_committed`` (its consumer's
     ``in_transaction`` flag selects that isolation level and last-stable-offset high-waters)
     and hands its offset commits to ``_BatchesCommitOffsets``. Faust's producer and
@@ -92,7 +105,7 @@ class TransactionalApp(faust.App):
 
 def new_app(settings: Settings) -> faust.App:
     """The Faust app with raw keys and values, acks=all, our batching and no web server."""
-    return (TransactionalApp if settings.exactly_once else faust.App)(
+    app = (TransactionalApp if settings.exactly_once else StreamApp)(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",") if server.strip()],
         broker_credentials=faust_credentials(settings),
@@ -111,6 +124,8 @@ def new_app(settings: Settings) -> faust.App:
         producer_linger_ms=5,
         producer_compression_type=compression(settings),
     )
+    app.fetch = fetch_config(settings)
+    return app
 
 
 def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> faust.TopicT:

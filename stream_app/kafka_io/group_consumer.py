@@ -21,7 +21,7 @@ from aiokafka.errors import (
     RebalanceInProgressError,
 )
 
-from stream_app.kafka_io.clients import aiokafka_config
+from stream_app.kafka_io.clients import aiokafka_config, fetch_config
 from stream_app.kafka_io.transactions import PartitionTransactions
 from stream_app.records import Incoming, Source
 from stream_app.settings import Settings
@@ -56,6 +56,7 @@ def group_consumer(
         partition_assignment_strategy=(RangePartitionAssignor,) if co_partitioned else (RoundRobinPartitionAssignor,),
         key_deserializer=None,
         value_deserializer=None,
+        **fetch_config(settings),
         **aiokafka_config(settings),
     )
     consumer.subscribe(list(topics), listener=listener(consumer))

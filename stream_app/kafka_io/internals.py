@@ -1,6 +1,7 @@
 """Every Faust, mode and aiokafka internal this project relies on, in one place.
 
-The exactly-once path, the CLI's shutdown bound and the fetch-path workarounds below reach
+The exactly-once path, the CLI's shutdown bound, the Faust consumer's fetch settings and the
+fetch-path workarounds below reach
 past the libraries' public APIs. Each such use is listed in ``INTERNALS`` with the
 versions it is known to work on (``KNOWN_GOOD``, matching the bounds in
 ``pyproject.toml``); ``check_internals`` fails loudly, naming the internal and the
@@ -23,7 +24,7 @@ Fetch-path workarounds (``install_fetch_workarounds``), for records other produc
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -68,6 +69,11 @@ INTERNALS: tuple[tuple[str, str, Callable[[], bool]], ...] = (
     ("mode Service: the base of the no-op offset committer", "mode-streaming", _has("mode:Service")),
     ("aiokafka TransactionManager.is_fatal_error: telling a fenced producer from a transient error", "aiokafka",
      _has("aiokafka.producer.transaction_manager:TransactionManager.is_fatal_error")),
+    ("faust AIOKafkaConsumerThread._create_consumer: the Faust consumer's fetch settings (tune_faust_fetch)",
+     "faust-streaming", _has("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._create_consumer")),
+    ("aiokafka AIOKafkaConsumer._fetch_min_bytes and ._fetch_max_wait_ms, read at start()", "aiokafka",
+     lambda: _source_mentions("aiokafka.consumer.consumer:AIOKafkaConsumer", "fetch_min_bytes=self._fetch_min_bytes",
+                              "fetch_max_wait_ms=self._fetch_max_wait_ms")),
     ("aiokafka fetcher.MemoryRecords and PartitionRecords: the fetch-path workarounds", "aiokafka",
      lambda: _has("aiokafka.consumer.fetcher:MemoryRecords")() and _has("aiokafka.consumer.fetcher:PartitionRecords.__init__")()),
     ("aiokafka _DefaultRecordBatchPy._maybe_uncompress and ._buffer: re-parsing odd header names", "aiokafka",
@@ -95,6 +101,24 @@ def check_internals() -> None:
                          f"{', '.join(KNOWN_GOOD[package])})")
     if moved:
         raise InternalsMoved("library internals this worker relies on have moved: " + "; ".join(moved))
+
+
+def tune_faust_fetch(consumer, fetch: Mapping[str, int]) -> None:
+    """Give the aiokafka consumer that Faust's ``consumer`` creates in its thread the ``fetch``
+    arguments (``clients.fetch_config``): Faust passes no ``fetch_min_bytes`` and fixes
+    ``fetch_max_wait_ms`` at 1,500. The consumer reads both when it starts."""
+    if not fetch:
+        return
+    thread = consumer._thread
+    create = thread._create_consumer
+
+    def create_tuned(*args, **kwargs):
+        client = create(*args, **kwargs)
+        client._fetch_min_bytes = fetch["fetch_min_bytes"]
+        client._fetch_max_wait_ms = fetch["fetch_max_wait_ms"]
+        return client
+
+    thread._create_consumer = create_tuned
 
 
 # --- fetch-path workarounds ---------------------------------------------------------------

@@ -11,7 +11,8 @@ Configurations, one after another on the same broker, data and machine:
 Each is measured from the first record produced to the last result written: throughput,
 accuracy, teacher fraction, latency per tier, CPU seconds per 1,000 records (all the
 run's worker processes, and per process, the broker's apart), peak resident memory per
-process and its growth from the first to the last quarter of the run.
+process and its growth from the first to the last quarter of the run (with 13 samples from
+first to last, the timeline).
 
 ``--steady`` then sends, at ``--steady-fraction`` of the burst's measured throughput, for
 ``--steady-seconds``, and reports the latency per tier of that phase alone (a burst's latency
@@ -77,8 +78,19 @@ class Sampler(threading.Thread):
             quarter = max(1, len(values) // 4)
             first, last = max(values[:quarter]), max(values[-quarter:])
             out[name] = {"peak": round(max(values), 1), "first_quarter": round(first, 1), "last_quarter": round(last, 1),
-                         "growth": round(last / first - 1.0, 4) if first else 0.0}
+                         "growth": round(last / first - 1.0, 4) if first else 0.0, "timeline": timeline(values)}
         return out
+
+
+def timeline(values: list[float], points: int = 13) -> list[float]:
+    """``points`` samples evenly spread from the first to the last (where memory went, not only how much).
+
+    >>> timeline([1.0, 2.0, 3.0, 4.0, 5.0], points=3)
+    [1.0, 3.0, 5.0]
+    """
+    if len(values) <= points:
+        return [round(v, 1) for v in values]
+    return [round(values[round(i * (len(values) - 1) / (points - 1))], 1) for i in range(points)]
 
 
 def plan(config: str) -> tuple[list[str], int, dict[str, str]]:

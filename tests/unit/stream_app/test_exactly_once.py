@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-import faust
 from aiokafka import TopicPartition
 
 from stream_app.kafka_io.transactions import PartitionTransactions
 from stream_app.settings import Settings
-from stream_app.stream_worker import TransactionalApp, create_app
+from stream_app.stream_worker import StreamApp, TransactionalApp, create_app
 
 
 def settings(tmp_path, mode: str) -> Settings:
@@ -18,7 +17,7 @@ def settings(tmp_path, mode: str) -> Settings:
 
 def test_at_least_once_app_is_unchanged(tmp_path):
     app = create_app(settings(tmp_path, "at_least_once"), None)
-    assert type(app) is faust.App
+    assert type(app) is StreamApp  # faust.App with the fetch settings (test_fetch_settings.py)
     assert app.consumer.in_transaction is False  # read_uncommitted, Faust commits acked offsets
 
 
