@@ -4,8 +4,8 @@ Faust's ``Stream.take(max_, within)`` starts its timer when it starts waiting, n
 when the first record arrives: a record that arrives just before the timer fires is
 flushed alone, and an idle stream restarts the timer on every wait. ``collect_batch``
 instead blocks (without a deadline) for the first record, and then gives the batch at
-most ``max_wait`` seconds more, so every batch is either full or exactly as old as the
-wait allows. The same function batches the student (over an asyncio queue fed by the
+most ``max_wait`` seconds more, counted from that record's arrival where it is known, so
+every batch is either full or exactly as old as the wait allows. The same function batches the student (over an asyncio queue fed by the
 Faust agent) and the teacher workers (over ``AIOKafkaConsumer.getmany``).
 """
 
@@ -26,8 +26,13 @@ def remaining(deadline: float, now: float) -> float:
     return max(0.0, deadline - now)
 
 
-async def collect_batch(fetch: Fetch, max_size: int, max_wait: float, clock: Callable[[], float] | None = None) -> list[T]:
+async def collect_batch(fetch: Fetch, max_size: int, max_wait: float, clock: Callable[[], float] | None = None,
+                        arrived: Callable[[T], float] | None = None) -> list[T]:
     """One batch: at most ``max_size`` items, closed ``max_wait`` s after its first item.
+
+    The wait counts from when the first item was fetched, or, with ``arrived`` (an item's
+    arrival time on ``clock``), from when it arrived: an item that queued while the previous
+    batch was being processed has already waited that long, and its batch closes sooner.
 
     >>> async def fetch(timeout, max_records):  # three items ready, then nothing more
     ...     global ready
@@ -45,7 +50,7 @@ async def collect_batch(fetch: Fetch, max_size: int, max_wait: float, clock: Cal
     batch: list[T] = []
     while not batch:  # the deadline starts at the first record, not at the call
         batch.extend(await fetch(None, max_size))
-    deadline = clock() + max_wait
+    deadline = (arrived(batch[0]) if arrived is not None else clock()) + max_wait
     while len(batch) < max_size:
         left = remaining(deadline, clock())
         if left == 0.0:

@@ -36,6 +36,7 @@ from stream_app.kafka_io.group_consumer import (
     group_consumer,
     stamped_fetch,
     take_assignment,
+    written_at,
 )
 from stream_app.kafka_io.lag import committed_offsets
 from stream_app.kafka_io.merge_window import recent_output_keys
@@ -117,7 +118,7 @@ class MergeWorker:
         try:
             while not self._stopping.is_set():
                 try:
-                    batch = await collect_batch(fetch, s.merge_batch_size, s.merge_batch_wait)
+                    batch = await collect_batch(fetch, s.merge_batch_size, s.merge_batch_wait, arrived=written_at)
                 except Stopped:
                     batch = []
                 if self._fatal is not None:

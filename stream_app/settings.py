@@ -112,11 +112,17 @@ class Settings:
 
     # --- batching -----------------------------------------------------------------------
     student_batch_size: int = setting(256, "Most records per student batch.", at_least=1)
-    student_batch_wait: float = setting(0.1, "Seconds a student batch may wait, counted from its first record.", positive=True)
+    student_batch_wait: float = setting(
+        0.1, "Seconds a student batch may wait, counted from when its first record reached the worker (a record that "
+        "queued while the previous batch ran has already waited).", positive=True)
     teacher_batch_size: int = setting(64, "Most records per teacher batch (shrunk when batches near the poll interval).", at_least=1)
-    teacher_batch_wait: float = setting(0.2, "Seconds a teacher batch may wait, counted from its first record.", positive=True)
+    teacher_batch_wait: float = setting(
+        0.2, "Seconds a teacher batch may wait, counted from when its first request was written (its timestamp, "
+        "never later than now).", positive=True)
     merge_batch_size: int = setting(1000, "Most results per merge batch.", at_least=1)
-    merge_batch_wait: float = setting(0.05, "Seconds a merge batch may wait, counted from its first record.", positive=True)
+    merge_batch_wait: float = setting(
+        0.05, "Seconds a merge batch may wait, counted from when its first result was written (its timestamp, never "
+        "later than now).", positive=True)
     fetch_max_wait_s: float = setting(
         0.05,
         "Longest the broker holds a fetch of every consumer of the workers (the Faust agent's, the merge's, the "

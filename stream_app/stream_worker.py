@@ -158,19 +158,21 @@ class AgentBatches:
         stream = stream.noack()
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.size)  # bounded: Faust pauses fetching when full
         self._queue = queue
+        clock = asyncio.get_running_loop().time
         processor = asyncio.ensure_future(self._process(stream, queue))
         try:
             async for event in stream.events():
                 if processor.done():
                     processor.result()  # re-raise the batch loop's error in the agent
-                await queue.put(event)
+                await queue.put((clock(), event))  # stamped: a batch's wait counts from its first arrival
         finally:
             processor.cancel()
 
     async def _process(self, stream: faust.StreamT, queue: asyncio.Queue) -> None:
         fetch = queue_fetch(queue)
         while True:
-            events = await collect_batch(fetch, self.size, self.wait)
+            stamped = await collect_batch(fetch, self.size, self.wait, arrived=_arrival)
+            events = [event for _, event in stamped]
             with self.health.batch() if self.health is not None else contextlib.nullcontext():
                 events = await self._batch(events)
             for event in events:
@@ -230,6 +232,10 @@ class AgentBatches:
         for outcome in outcomes:
             if outcome.committed:
                 self.meter.batch(len(outcome.records), outcome.result, outcome.rerouted)
+
+
+def _arrival(stamped: tuple[float, faust.EventT]) -> float:
+    return stamped[0]
 
 
 def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle | None" = None) -> faust.App:

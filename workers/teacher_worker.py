@@ -40,6 +40,7 @@ from stream_app.kafka_io.group_consumer import (
     group_consumer,
     stamped_fetch,
     take_assignment,
+    written_at,
 )
 from stream_app.kafka_io.transactions import PartitionTransactions
 from stream_app.metrics import Metrics, StageMeter
@@ -164,7 +165,7 @@ class TeacherWorker:
 
         fetch = stamped_fetch(consumer, lambda: self._generation, lambda: self._stopping.is_set() or self._fatal is not None)
         try:
-            return await collect_batch(fetch, size, self.settings.teacher_batch_wait)
+            return await collect_batch(fetch, size, self.settings.teacher_batch_wait, arrived=written_at)
         except Stopped:
             return []
 

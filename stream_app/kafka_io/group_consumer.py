@@ -9,6 +9,8 @@ committed offsets, resume).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -119,6 +121,15 @@ async def take_assignment(consumer: AIOKafkaConsumer, assigned, transactions: Pa
                 await consumer.seek_to_beginning(*(tp for tp in never if tp not in found))
     finally:
         consumer.resume(*assigned)
+
+
+def written_at(stamped: tuple[int, Incoming]) -> float:
+    """When a fetched record was written, on the event loop's clock: ``collect_batch``'s
+    ``arrived`` for topics the workers write themselves (results, teacher requests), whose
+    timestamps are their producers' send times. Never later than now: a producer clock ahead of
+    this one counts as now, one behind only closes a batch sooner."""
+    age = max(0.0, time.time() - stamped[1].timestamp)
+    return asyncio.get_running_loop().time() - age
 
 
 class Stopped(Exception):

@@ -60,3 +60,21 @@ def test_without_a_fallback_never_committed_partitions_start_at_the_beginning_an
     with pytest.raises(RuntimeError, match="no broker"):
         asyncio.run(take_assignment(failing, {A}, None, 1, broken))
     assert failing.trace[-1] == ("resume", {A})
+
+
+def test_written_at_is_the_records_age_on_the_loop_clock_and_never_in_the_future():
+    import time
+
+    from stream_app.kafka_io.group_consumer import written_at
+    from stream_app.records import Incoming, Source
+
+    def stamped(timestamp: float):
+        return (1, Incoming(Source("results.student", 0, 0), b"k", b"v", timestamp, ()))
+
+    async def scenario():
+        now = asyncio.get_running_loop().time()
+        return now, written_at(stamped(time.time() - 0.3)), written_at(stamped(time.time() + 60.0))
+
+    now, old, ahead = asyncio.run(scenario())
+    assert now - 0.3 - 0.05 < old <= now - 0.3 + 0.05  # written 300 ms ago
+    assert ahead == pytest.approx(now, abs=0.05)  # a producer clock ahead of ours counts as now

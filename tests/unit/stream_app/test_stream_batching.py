@@ -75,6 +75,22 @@ def test_deadline_counts_from_first_record_after_long_idle():
     assert src.pending == [(1000.11, "c")]  # left for the next batch
 
 
+def test_with_arrival_times_the_deadline_counts_from_the_first_arrival():
+    # the batcher was busy until t=10.0; "a" arrived at 9.95 and has already waited 50 ms of its 100
+    src = ScriptedSource([(9.95, (9.95, "a")), (9.99, (9.99, "b")), (10.04, (10.04, "c")), (10.06, (10.06, "d"))], start=10.0)
+    batch = run(collect_batch(src.fetch, max_size=10, max_wait=0.1, clock=src.clock, arrived=lambda item: item[0]))
+    assert [item for _, item in batch] == ["a", "b", "c"]
+    assert src.now == pytest.approx(10.05)  # closed 100 ms after "a" arrived, not 100 ms after it was taken
+    assert src.calls[1][0] == pytest.approx(0.05)
+
+
+def test_a_first_item_older_than_the_wait_closes_the_batch_with_what_is_there():
+    src = ScriptedSource([(1.0, (1.0, "a")), (1.5, (1.5, "b")), (2.05, (2.05, "c"))], start=2.0)
+    batch = run(collect_batch(src.fetch, max_size=10, max_wait=0.1, clock=src.clock, arrived=lambda item: item[0]))
+    assert [item for _, item in batch] == ["a", "b"]
+    assert len(src.calls) == 1 and src.now == 2.0  # no waiting at all
+
+
 def test_later_fetches_only_get_the_time_left():
     src = ScriptedSource([(5.0, 1), (5.03, 2), (5.07, 3)])
     batch = run(collect_batch(src.fetch, max_size=10, max_wait=0.1, clock=src.clock))

@@ -1,0 +1,71 @@
+"""The student agent's batches, driven by a fake Faust stream on a real event loop: a record that
+queued while the previous batch was being processed has already waited, so its batch closes
+``wait`` after it *arrived*, not ``wait`` after the batcher took it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+from stream_app.metrics import Metrics, StageMeter
+from stream_app.passthrough import PassthroughStage
+from stream_app.settings import Settings
+from stream_app.stream_worker import AgentBatches
+
+PROCESSING_S, WAIT_S = 0.3, 0.1
+
+
+class FakeStream:
+    """Yields one event per (delay after start, offset); records acks."""
+
+    def __init__(self, arrivals: list[tuple[float, int]]):
+        self.arrivals, self.acked = arrivals, []
+
+    def noack(self):
+        return self
+
+    async def events(self):
+        start = time.monotonic()
+        for delay, offset in self.arrivals:
+            await asyncio.sleep(max(0.0, start + delay - time.monotonic()))
+            message = SimpleNamespace(topic="tweets", partition=0, offset=offset, key=b"k%d" % offset, value=b"{}",
+                                      timestamp=time.time(), headers=())
+            yield SimpleNamespace(message=message)
+        await asyncio.sleep(3600)  # an idle stream: the agent waits for more
+
+    async def ack(self, event):
+        self.acked.append(event.message.offset)
+
+
+def test_a_record_that_queued_during_a_batch_is_not_made_to_wait_again():
+    started: list[tuple[float, list[int]]] = []
+    passthrough = PassthroughStage("out")
+
+    def slow_stage(records):  # the model: 300 ms per batch, off the loop
+        started.append((time.monotonic(), [r.source.offset for r in records]))
+        time.sleep(PROCESSING_S)
+        return passthrough(records)
+
+    async def send(outputs):
+        return []
+
+    async def scenario():
+        stream = FakeStream([(0.0, 0), (0.15, 1)])  # offset 1 arrives while batch [0] is processed
+        agent = AgentBatches(slow_stage, size=10, wait=WAIT_S, meter=StageMeter("student", Metrics(Settings())),
+                             send=send, executor=ThreadPoolExecutor(1))
+        t0 = time.monotonic()
+        consume = asyncio.ensure_future(agent.consume(stream))
+        while stream.acked != [0, 1]:
+            await asyncio.sleep(0.01)
+        consume.cancel()
+        return t0
+
+    t0 = asyncio.run(scenario())
+    (first_at, first), (second_at, second) = started
+    assert (first, second) == ([0], [1])
+    # batch [1] starts as soon as batch [0] is done (its record arrived 0.15 + wait 0.1 = 0.25 s
+    # in, before that), not a further wait later (0.4 + 0.1 s)
+    assert second_at - first_at < PROCESSING_S + 0.05
+    assert first_at - t0 < WAIT_S + 0.05
