@@ -5,8 +5,9 @@ when the first record arrives: a record that arrives just before the timer fires
 flushed alone, and an idle stream restarts the timer on every wait. ``collect_batch``
 instead blocks (without a deadline) for the first record, and then gives the batch at
 most ``max_wait`` seconds more, counted from that record's arrival where it is known, so
-every batch is either full or exactly as old as the wait allows. The same function batches the student (over an asyncio queue fed by the
-Faust agent) and the teacher workers (over ``AIOKafkaConsumer.getmany``).
+every batch is either full or exactly as old as the wait allows. The same function batches
+the student (over an asyncio queue fed by the Faust agent), the merge and the teacher workers
+(over ``AIOKafkaConsumer.getmany``).
 """
 
 from __future__ import annotations
