@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import faust
@@ -82,7 +83,7 @@ class StreamApp(faust.App):
     """The stream worker's app: Faust's consumer fetches with ``fetch_max_wait_s`` and
     ``fetch_min_bytes`` (``kafka_io.internals.tune_faust_fetch``)."""
 
-    fetch: dict[str, int] = {}  # set per app by new_app (clients.fetch_config)
+    fetch: Mapping[str, int] = MappingProxyType({})  # each app's own is set by new_app (clients.fetch_config)
 
     def _new_consumer(self):  # Faust's factory of its consumer
         consumer = super()._new_consumer()

@@ -4,8 +4,8 @@ The exactly-once path, the CLI's shutdown bound, the Faust consumer's fetch sett
 fetch-path workarounds below reach past the libraries' public APIs. Each such use is listed in
 ``INTERNALS`` with the versions it is known to work on (``KNOWN_GOOD``, matching the bounds in
 ``pyproject.toml``); ``check_internals`` fails loudly, naming the internal and the installed
-version, if one of them moved. Workers call it at start-up and a unit test
-calls it, so an upgrade breaks a test, not a stream.
+version, if one of them moved. Workers call it at start-up and a unit test calls it, so an
+upgrade breaks a test, not a stream.
 
 Fetch-path workarounds (``install_fetch_workarounds``), for records other producers send:
 
