@@ -7,10 +7,10 @@ redeliveries that are still in its bounded window (``RecentIds``).
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stream_app.digest_window import DigestWindow, digest
 from stream_app.records import (
     H_PRODUCED_AT,
     H_TIER,
@@ -22,40 +22,36 @@ from stream_app.records import (
 
 
 class RecentIds:
-    """Remembers the last ``window`` ids seen on each partition.
+    """Remembers the last ``window`` ids first seen on each partition, in fixed memory.
 
     Bound (the invariant): each partition holds at most ``window`` ids, evicting the
     oldest first, so memory is O(partitions × window) whatever the input volume. A
     redelivered id is recognised if fewer than ``window`` newer ids reached its
     partition since its first delivery; redeliveries come from uncommitted offsets,
     so ``window`` must exceed the records a stage can have in flight between commits.
+
+    Each partition's window is a ``DigestWindow`` (``stream_app.digest_window``): 128-bit
+    digests in memory allocated in full when the partition is first seen, so a filling
+    window does not grow the process.
     """
 
     def __init__(self, window: int):
         if window < 1:
             raise ValueError("window must be at least 1")
         self.window = window
-        self._seen: dict[int, OrderedDict[bytes, None]] = {}
+        self._seen: dict[int, DigestWindow] = {}
 
     def first_time(self, partition: int, key: bytes) -> bool:
         """True the first time ``key`` is seen on ``partition`` within the window."""
-        seen = self._seen.setdefault(partition, OrderedDict())
-        if key in seen:
-            seen.move_to_end(key)
-            return False
-        seen[key] = None
-        if len(seen) > self.window:
-            seen.popitem(last=False)
-        return True
+        seen = self._seen.get(partition)
+        if seen is None:
+            seen = self._seen[partition] = DigestWindow(self.window)
+        return seen.add(digest(key))
 
     def remember(self, partition: int, keys: list[bytes]) -> None:
         """Load ids already emitted on ``partition`` (oldest first), e.g. read back from the output topic."""
-        seen = self._seen.setdefault(partition, OrderedDict())
         for key in keys[-self.window :]:
-            seen[key] = None
-            seen.move_to_end(key)
-        while len(seen) > self.window:
-            seen.popitem(last=False)
+            self.first_time(partition, key)
 
     def forget(self, partition: int) -> None:
         """Drop a partition's ids once it is revoked: its next owner reads them back."""

@@ -18,7 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("stream_app", "workers", "models")
-PURE = ("stream_app.records", "stream_app.batching", "stream_app.student", "stream_app.merge", "stream_app.passthrough",
+PURE = ("stream_app.records", "stream_app.batching", "stream_app.student", "stream_app.merge", "stream_app.digest_window",
+        "stream_app.passthrough",
         "models.precision", "stream_app.audit", "stream_app.lag_routing",
         "stream_app.local", "stream_app.settings", "models.cascade")
 KAFKA_OR_TORCH = ("kafka", "aiokafka", "faust", "mode", "confluent_kafka", "torch", "transformers")

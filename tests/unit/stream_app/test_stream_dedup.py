@@ -85,16 +85,33 @@ def test_window_of_one():
 )
 def test_matches_reference_model(window, events):
     """Against a simple list model: an id is new unless it is among the partition's last
-    ``window`` distinct ids (a repeat refreshes its recency)."""
+    ``window`` distinct first deliveries (a repeat does not refresh it)."""
     recent = RecentIds(window)
     model: dict[int, list[bytes]] = {}
     for partition, key in events:
         seen = model.setdefault(partition, [])
         expected = key not in seen
-        if key in seen:
-            seen.remove(key)
-        seen.append(key)
-        del seen[:-window]
+        if expected:
+            seen.append(key)
+            del seen[:-window]
         assert recent.first_time(partition, key) is expected
         assert len(recent) == sum(len(s) for s in model.values())
         assert len(recent) <= 4 * window
+
+
+def test_a_repeat_does_not_extend_an_ids_stay():
+    recent = RecentIds(2)
+    recent.first_time(0, b"a")
+    recent.first_time(0, b"b")
+    assert recent.first_time(0, b"a") is False  # still within the window: not refreshed by this repeat
+    recent.first_time(0, b"c")  # the third distinct id evicts the first one delivered
+    assert recent.first_time(0, b"a") is True
+
+
+def test_remember_then_first_time_sees_the_restored_ids():
+    recent = RecentIds(3)
+    recent.remember(0, [b"old", b"x", b"y", b"z"])  # only the last 3 fit
+    assert [recent.first_time(0, k) for k in (b"x", b"y", b"z")] == [False, False, False]
+    assert recent.first_time(0, b"old") is True
+    recent.forget(0)
+    assert recent.partitions() == set() and len(recent) == 0
