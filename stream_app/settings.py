@@ -265,6 +265,10 @@ class Settings:
     # --- runtime --------------------------------------------------------------------------
     data_dir: str = setting(str(CACHE_DIR / "faust"), "Folder for the stream worker's local Faust state.")
     summary_interval_s: float = setting(10.0, "Seconds between a process's summary log lines.", positive=True)
+    memory_trim_interval_s: float = setting(
+        60.0, "Seconds between two hand-backs of the heap's free pages to the OS (glibc malloc_trim, in a thread; a no-op "
+        "elsewhere). Without them a worker's resident memory climbs to the most it has ever held free. 0: never.",
+        at_least=0)
     shutdown_timeout_s: float = setting(
         10.0, "Seconds a worker may take after SIGTERM to hand back or finish its batch and commit before it is ended.",
         positive=True,

@@ -18,6 +18,7 @@ import structlog
 
 from stream_app.endpoint import Health, start_endpoint, tick_forever
 from stream_app.lag_routing import DrainRate, LagPolicy, next_threshold
+from stream_app.memory_trim import trim_periodically
 from stream_app.metrics import Metrics
 from stream_app.settings import Settings
 from stream_app.shutdown import log_reload_requests
@@ -81,7 +82,7 @@ class StreamOperations:
 
         @app.task
         async def operations() -> None:
-            tasks = [tick_forever(self.health)]
+            tasks = [tick_forever(self.health), trim_periodically(settings.memory_trim_interval_s, "stream")]
             if settings.metrics_port:
                 await start_endpoint(settings.metrics_port, self.metrics, self.health)
             if settings.metrics_port or (settings.lag_routing and self.students is not None):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from stream_app.endpoint import start_endpoint, tick_forever
+from stream_app.memory_trim import trim_periodically
 from stream_app.shutdown import log_reload_requests
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ log = structlog.get_logger("tango.teacher")
 
 async def operations(worker: "TeacherWorker") -> None:
     settings = worker.settings
-    tasks = [tick_forever(worker.health)]
+    tasks = [tick_forever(worker.health), trim_periodically(settings.memory_trim_interval_s, worker.stage.worker)]
     runner = await start_endpoint(settings.metrics_port, worker.metrics, worker.health) if settings.metrics_port else None
     if settings.metrics_port:
         tasks.append(watch_lag(worker))

