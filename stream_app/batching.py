@@ -60,18 +60,6 @@ async def collect_batch(fetch: Fetch, max_size: int, max_wait: float, clock: Cal
     return batch
 
 
-def waited_in_broker(timestamp: float | None, now: float, most: float) -> float:
-    """Seconds a record spent in the broker before it was fetched, from its ``timestamp`` (wall
-    clock, seconds), capped at ``most``; 0 without a timestamp or with one ahead of ``now``.
-
-    >>> waited_in_broker(100.0, 100.25, 0.5), waited_in_broker(100.0, 160.0, 0.05), waited_in_broker(101.0, 100.0, 0.05)
-    (0.25, 0.05, 0.0)
-    """
-    if not timestamp:
-        return 0.0
-    return min(most, max(0.0, now - timestamp))
-
-
 def queue_fetch(queue: asyncio.Queue) -> Fetch:
     """A ``Fetch`` over an asyncio queue (used by the student agent)."""
 

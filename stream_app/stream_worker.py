@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import faust
 import structlog
 from mode import Service
 
-from stream_app.batching import collect_batch, queue_fetch, waited_in_broker
+from stream_app.batching import collect_batch, queue_fetch
 from stream_app.endpoint import Health
 from stream_app.kafka_io.batch_commit import transact_batch
 from stream_app.kafka_io.batch_send import BatchSender, batch_producer
@@ -154,7 +153,6 @@ class AgentBatches:
     gate: RebalanceGate | None = None  # at least once: no batch of a revoked assignment after the rebalance
     generation: Callable[[], int] | None = None  # the consumer's current generation
     health: Health | None = None  # liveness: a batch in flight too long is a stall
-    broker_wait: float = 0.0  # fetch_max_wait_s: the most of a record's time in the broker its batch wait counts
     _queue: asyncio.Queue | None = None
 
     async def consume(self, stream: faust.StreamT) -> None:
@@ -167,10 +165,7 @@ class AgentBatches:
             async for event in stream.events():
                 if processor.done():
                     processor.result()  # re-raise the batch loop's error in the agent
-                # stamped: a batch's wait counts from its first record's arrival, less the time that
-                # record waited in the broker for a fuller fetch (at most broker_wait; the input's
-                # timestamps are other producers' clocks, so an old one cannot close batches early)
-                await queue.put((clock() - waited_in_broker(event.message.timestamp, time.time(), self.broker_wait), event))
+                await queue.put((clock(), event))  # stamped: a batch's wait counts from its first arrival
         finally:
             processor.cancel()
 
@@ -266,7 +261,7 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
     if student is None:
         passthrough = AgentBatches(PassthroughStage(settings.output_topic), settings.student_batch_size,
                                    settings.student_batch_wait, StageMeter("passthrough", metrics), send_all,
-                                   on_fatal=fatal, health=health, broker_wait=settings.fetch_max_wait_s)
+                                   on_fatal=fatal, health=health)
         app.agent(input_topic, name="passthrough")(passthrough.consume)
         StreamOperations(settings, metrics, health).attach(app)
         return app
@@ -276,8 +271,7 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
     gate = RebalanceGate() if transactions is None else None
     students = AgentBatches(student, settings.student_batch_size, settings.student_batch_wait, StageMeter("student", metrics),
                             send_all, executor=executor, transactions=transactions, on_fatal=fatal, gate=gate,
-                            generation=lambda: app.consumer_generation_id, health=health,
-                            broker_wait=settings.fetch_max_wait_s)
+                            generation=lambda: app.consumer_generation_id, health=health)
     app.agent(input_topic, name="student")(students.consume)
     # the merge reads both result topics with its own consumer group, in batches (merge_worker)
     merger = MergeWorker(settings, metrics, health, send_all, fatal)

@@ -20,8 +20,8 @@ PROCESSING_S, WAIT_S = 0.3, 0.1
 class FakeStream:
     """Yields one event per (delay after start, offset); records acks."""
 
-    def __init__(self, arrivals: list[tuple[float, int]], in_broker_s: float = 0.0):
-        self.arrivals, self.acked, self.in_broker_s = arrivals, [], in_broker_s
+    def __init__(self, arrivals: list[tuple[float, int]]):
+        self.arrivals, self.acked = arrivals, []
 
     def noack(self):
         return self
@@ -31,7 +31,7 @@ class FakeStream:
         for delay, offset in self.arrivals:
             await asyncio.sleep(max(0.0, start + delay - time.monotonic()))
             message = SimpleNamespace(topic="tweets", partition=0, offset=offset, key=b"k%d" % offset, value=b"{}",
-                                      timestamp=time.time() - self.in_broker_s, headers=())
+                                      timestamp=time.time(), headers=())
             yield SimpleNamespace(message=message)
         await asyncio.sleep(3600)  # an idle stream: the agent waits for more
 
@@ -69,38 +69,3 @@ def test_a_record_that_queued_during_a_batch_is_not_made_to_wait_again():
     # in, before that), not a further wait later (0.4 + 0.1 s)
     assert second_at - first_at < PROCESSING_S + 0.05
     assert first_at - t0 < WAIT_S + 0.05
-
-
-def first_batch_after(in_broker_s: float, broker_wait: float) -> float:
-    """Seconds from the first record's arrival to its batch's start (one record, nothing else comes)."""
-    started: list[float] = []
-
-    def stage(records):
-        started.append(time.monotonic())
-        return PassthroughStage("out")(records)
-
-    async def send(outputs):
-        return []
-
-    async def scenario():
-        stream = FakeStream([(0.0, 0)], in_broker_s=in_broker_s)
-        agent = AgentBatches(stage, size=10, wait=0.2, meter=StageMeter("student", Metrics(Settings())), send=send,
-                             broker_wait=broker_wait)
-        t0 = time.monotonic()
-        consume = asyncio.ensure_future(agent.consume(stream))
-        while not stream.acked:
-            await asyncio.sleep(0.005)
-        consume.cancel()
-        return t0
-
-    t0 = asyncio.run(scenario())
-    return started[0] - t0
-
-
-def test_time_a_record_waited_in_the_broker_counts_up_to_the_fetch_wait():
-    # written 0.1 s before it arrived, with the broker allowed to hold fetches 0.15 s: 0.1 s of the 0.2 s are spent
-    assert 0.07 < first_batch_after(in_broker_s=0.1, broker_wait=0.15) < 0.14
-    # an hour-old timestamp (another producer's clock, or a replay) counts for the fetch wait at most
-    assert 0.12 < first_batch_after(in_broker_s=3600.0, broker_wait=0.05) < 0.19
-    # no fetch wait: the wait counts from arrival alone
-    assert 0.18 < first_batch_after(in_broker_s=0.1, broker_wait=0.0) < 0.26
