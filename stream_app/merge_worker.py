@@ -113,9 +113,9 @@ class MergeWorker:
         s = self.settings
         consumer = group_consumer(s, s.merge_group, s.result_topics,
                                   lambda c: _MergeRebalances(self, c), co_partitioned=True)
-        await consumer.start()
         fetch = stamped_fetch(consumer, lambda: self.generation, lambda: self._stopping.is_set() or self._fatal is not None)
         try:
+            await consumer.start()  # inside: a merge that cannot start stops the worker like one that cannot go on
             while not self._stopping.is_set():
                 try:
                     batch = await collect_batch(fetch, s.merge_batch_size, s.merge_batch_wait, arrived=written_at)
@@ -126,7 +126,7 @@ class MergeWorker:
                 if batch:
                     with self.health.batch():
                         await (self._transactional(batch) if self.transactions is not None else self._at_least_once(batch, consumer))
-        except Exception as exc:  # noqa: BLE001 - the merge cannot go on (a send refused for good, fenced): stop the worker
+        except Exception as exc:  # noqa: BLE001 - the merge cannot start or go on (a send refused for good, fenced): stop the worker
             await self.on_fatal(exc)
             raise
         finally:

@@ -1,0 +1,47 @@
+"""A merge whose consumer cannot start stops the stream worker through its fatal path."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from stream_app import merge_worker
+from stream_app.endpoint import Health
+from stream_app.merge_worker import MergeWorker
+from stream_app.metrics import Metrics
+from stream_app.settings import Settings
+
+
+class UnstartableConsumer:
+    stopped = False
+
+    async def start(self):
+        raise KafkaConnectionError("no broker at 127.0.0.1:1")
+
+    async def stop(self):
+        self.stopped = True
+
+
+def test_a_merge_that_cannot_start_reports_it_as_fatal_and_cleans_up(monkeypatch):
+    consumer = UnstartableConsumer()
+    monkeypatch.setattr(merge_worker, "group_consumer", lambda *args, **kwargs: consumer)
+    fatal: list[BaseException] = []
+
+    async def on_fatal(exc):
+        fatal.append(exc)
+
+    async def sends(outputs):
+        return []
+
+    async def scenario():
+        settings = Settings()
+        worker = MergeWorker(settings, Metrics(settings), Health(30.0), sends, on_fatal)
+        with pytest.raises(KafkaConnectionError):
+            await worker.run()
+        await asyncio.wait_for(worker.stop(), 1)  # returns at once: the worker knows it stopped
+
+    asyncio.run(scenario())
+    assert [type(e) for e in fatal] == [KafkaConnectionError]
+    assert consumer.stopped
