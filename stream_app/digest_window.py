@@ -5,8 +5,9 @@ arrival, for eviction) and in an open-addressing table with linear probing of at
 twice as many slots (membership). Both are ``array("Q")`` allocated and touched in full
 when the window is made: about 62 bytes per id, 25 MB for 4 partitions of 100,000
 (tracemalloc; the ``OrderedDict`` of id bytes before it took 72 MB when full, for 20-byte
-ids), and a filling window does not grow the process. About 5 µs per id, 2.5x the dict. Two ids count as one only if their digests are
-equal: about ``window`` / 2^127 per record, nil in practice.
+ids), and a filling window does not grow the process. About 5 µs per id, 2.5x the dict.
+Two ids count as one only if their digests are equal: about ``window`` / 2^127 per
+record, nil in practice.
 """
 
 from __future__ import annotations
