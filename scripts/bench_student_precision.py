@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ import torch
 from models.bundle import load_bundle
 from models.student_nets import count_parameters
 from models.student_tokenizer import encode_batch
+from stream_app.memory_trim import resident_bytes
 from stream_app.settings import CACHE_DIR
 from stream_app.tools.runner import default_dataset, load_split
 
@@ -78,8 +78,7 @@ def build_copy(net: torch.nn.Module) -> torch.nn.Module:
 
 
 def rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return resident_bytes() / 2**20
 
 
 def memory_run(bundle_dir: str, precision: str, batches: int) -> None:

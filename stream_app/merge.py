@@ -43,15 +43,19 @@ class RecentIds:
 
     def first_time(self, partition: int, key: bytes) -> bool:
         """True the first time ``key`` is seen on ``partition`` within the window."""
-        seen = self._seen.get(partition)
-        if seen is None:
-            seen = self._seen[partition] = DigestWindow(self.window)
-        return seen.add(digest(key))
+        return self._partition(partition).add(digest(key))
 
     def remember(self, partition: int, keys: list[bytes]) -> None:
         """Load ids already emitted on ``partition`` (oldest first), e.g. read back from the output topic."""
+        seen = self._partition(partition)
         for key in keys[-self.window :]:
-            self.first_time(partition, key)
+            seen.add(digest(key))
+
+    def _partition(self, partition: int) -> DigestWindow:
+        seen = self._seen.get(partition)
+        if seen is None:
+            seen = self._seen[partition] = DigestWindow(self.window)
+        return seen
 
     def forget(self, partition: int) -> None:
         """Drop a partition's ids once it is revoked: its next owner reads them back."""

@@ -68,7 +68,9 @@ class MergeWindow:
         if new:
             for partition, keys in (await recent_output_keys(self.settings, new, self.settings.dedup_window)).items():
                 self.merge.recent.forget(partition)
-                self.merge.recent.remember(partition, keys)
+                # off the loop: hashing a full window takes about 0.4 s, which would stall the student agent;
+                # the merge loop awaits this restore, so nothing else touches the window meanwhile
+                await asyncio.to_thread(self.merge.recent.remember, partition, keys)
             self.restored.update(new)
 
     def forget(self, tp: TopicPartition) -> None:
@@ -146,7 +148,7 @@ class MergeWorker:
 
     async def _merge(self, parts: list[list[Incoming]]) -> list[StageResult]:
         await self.window.restore([r for part in parts for r in part])
-        return [self.stage(part) for part in parts]  # on the loop: no model, a dict lookup per record
+        return [self.stage(part) for part in parts]  # on the loop: no model, a digest and a table probe per record
 
     async def _at_least_once(self, batch: list[Stamped], consumer: AIOKafkaConsumer) -> None:
         assert self.gate is not None
