@@ -114,7 +114,8 @@ class MergeWorker:
     async def run(self) -> None:
         s = self.settings
         consumer = group_consumer(s, s.merge_group, s.result_topics,
-                                  lambda c: _MergeRebalances(self, c), co_partitioned=True)
+                                  lambda c: _MergeRebalances(self, c), co_partitioned=True,
+                                  fetch_min_bytes=s.merge_fetch_min_bytes)
         fetch = stamped_fetch(consumer, lambda: self.generation, lambda: self._stopping.is_set() or self._fatal is not None)
         try:
             await consumer.start()  # inside: a merge that cannot start stops the worker like one that cannot go on

@@ -121,8 +121,9 @@ class Settings:
         "never later than now).", positive=True)
     merge_batch_size: int = setting(1000, "Most results per merge batch.", at_least=1)
     merge_batch_wait: float = setting(
-        0.05, "Seconds a merge batch may wait, counted from when its first result was written (its timestamp, never "
-        "later than now).", positive=True)
+        0.01, "Seconds a merge batch may wait, counted from when its first result was written (its timestamp, never "
+        "later than now). Each student or teacher batch's results come in one burst, so a longer wait makes no "
+        "larger merge batches at half load, only later results (docs/benchmarks.md).", positive=True)
     fetch_max_wait_s: float = setting(
         0.05,
         "Longest the broker holds a fetch of every consumer of the workers (the Faust agent's, the merge's, the "
@@ -133,6 +134,13 @@ class Settings:
     )
     fetch_min_bytes: int = setting(
         65536, "Bytes a fetch waits for, at most fetch_max_wait_s (Kafka's fetch.min.bytes); unused when that is 0.",
+        at_least=1,
+    )
+    merge_fetch_min_bytes: int = setting(
+        1, "Bytes a fetch of the merge waits for, at most fetch_max_wait_s; fetch_min_bytes is the others'. The "
+        "merge's input comes already batched, one burst per student or teacher batch, so by default the broker "
+        "answers at its first byte: gathering more would add the fetch wait to every result's latency "
+        "(docs/benchmarks.md).",
         at_least=1,
     )
     session_timeout_s: float = setting(
@@ -321,8 +329,8 @@ def env_name(name: str) -> str:
 def changed_env(settings: Settings) -> dict[str, str]:
     """The ``TANGO_*`` variables that give a child process every setting ``settings`` changed from its default.
 
-    >>> changed_env(Settings(teacher_token_budget=1024, lag_routing=True, merge_batch_wait=0.01))
-    {'TANGO_TEACHER_TOKEN_BUDGET': '1024', 'TANGO_MERGE_BATCH_WAIT': '0.01', 'TANGO_LAG_ROUTING': 'true'}
+    >>> changed_env(Settings(teacher_token_budget=1024, lag_routing=True, merge_batch_wait=0.02))
+    {'TANGO_TEACHER_TOKEN_BUDGET': '1024', 'TANGO_MERGE_BATCH_WAIT': '0.02', 'TANGO_LAG_ROUTING': 'true'}
     """
     env = {}
     for f in dataclasses.fields(settings):
