@@ -37,6 +37,7 @@ from torch import nn
 
 from models.student import StudentClassifier
 from models.student_nets import ARCHITECTURES, build_student
+from models.student_serving import serving_net
 from models.student_tokenizer import load_tokenizer
 
 FORMAT = "tango-bundle/1"
@@ -179,18 +180,22 @@ class Bundle:
 
 def load_student(weights: Path, tokenizer: Path, arch: str, config: dict[str, Any], max_length: int,
                  precision: str = "fp32") -> StudentClassifier:
-    """A student network from its safetensors weights and tokenizer file, in eval mode, in ``precision``."""
+    """The student to serve from its safetensors weights and tokenizer file, in ``precision`` (see ``serving_net``)."""
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if precision not in dtypes:
+        raise ValueError(f"student precision {precision!r}: fp32 or bf16")
+    net = serving_net(load_student_net(weights, arch, config), dtypes[precision])
+    return StudentClassifier(load_tokenizer(tokenizer), net, max_length)
+
+
+def load_student_net(weights: Path, arch: str, config: dict[str, Any]) -> nn.Module:
+    """The trained student network as training built it, in fp32 and eval mode."""
     net = build_student(arch, config)
     try:
         net.load_state_dict(load_file(weights))
     except RuntimeError as exc:
         raise BundleError(f"{weights}: weights do not fit student config: {exc}") from exc
-    net.eval()
-    if precision == "bf16":
-        net.to(torch.bfloat16)
-    elif precision != "fp32":
-        raise ValueError(f"student precision {precision!r}: fp32 or bf16")
-    return StudentClassifier(load_tokenizer(tokenizer), net, max_length)
+    return net.eval()
 
 
 def _check_hashes(root: Path, hashes: dict[str, str]) -> None:

@@ -5,9 +5,12 @@
 
 The student is the one the bundle serves (an MLP or a BiLSTM, trained). Prints one JSON line per
 variant: milliseconds per batch of 256 (median of 30), microseconds per record, the share of
-test labels equal to fp32's and the accuracy on the test split. ``--memory N`` instead runs N
-batches of the shapes a stream sees (1-256 tweets of 3-64 tokens, seeded) through the student in
-fp32 and in bf16 weights, each in a fresh process, and prints the resident memory as it goes.
+test labels equal to fp32's and the accuracy on the test split. The variants run the network as
+training built it (a BiLSTM packs its batch) in each precision, and a BiLSTM also as the workers
+serve it ("served fp32", "served bf16": ``models/student_serving.py``). ``--memory N`` instead
+runs N batches of the shapes a stream sees (1-256 tweets of 3-64 tokens, seeded) through the
+served student in fp32 and in bf16, each in a fresh process, and prints the resident memory as
+it goes.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ import warnings
 import numpy as np
 import torch
 
-from models.bundle import load_bundle
+from models.bundle import load_bundle, load_student_net
 from models.student_nets import count_parameters
+from models.student_serving import serving_net
 from models.student_tokenizer import encode_batch
 from stream_app.memory_trim import resident_bytes
 from stream_app.settings import CACHE_DIR
@@ -45,30 +49,27 @@ def timed(forward, ids: torch.Tensor, repeats: int = 30) -> float:
     return statistics.median(times)
 
 
-def variants(net: torch.nn.Module):
-    def fp32(ids):
-        with torch.inference_mode():
-            return net(ids).float()
-
-    def bf16_autocast(ids):
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            return net(ids).float()
-
-    bf16_net = build_copy(net).to(torch.bfloat16)
-
-    def bf16_weights(ids):
-        with torch.inference_mode():
-            return bf16_net(ids).float()
+def variants(trained: torch.nn.Module):
+    """Each way to run the trained network: as training built it (a BiLSTM packs its batch), and served."""
+    def run(net):
+        def forward(ids):
+            with torch.inference_mode():
+                return net(ids).float()
+        return forward
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao dynamic int8 is deprecated; measured for the record
-        int8_net = torch.ao.quantization.quantize_dynamic(build_copy(net), {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8)
+        int8_net = torch.ao.quantization.quantize_dynamic(build_copy(trained), {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8)
 
-    def int8(ids):
-        with torch.inference_mode():
-            return int8_net(ids).float()
+    def bf16_autocast(ids):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return trained(ids).float()
 
-    return {"fp32": fp32, "bf16 autocast": bf16_autocast, "bf16 weights": bf16_weights, "int8 dynamic": int8}
+    out = {"fp32": run(trained), "bf16 autocast": bf16_autocast, "bf16 weights": run(build_copy(trained).to(torch.bfloat16)),
+           "int8 dynamic": run(int8_net)}
+    served = {"served fp32": serving_net(build_copy(trained)), "served bf16": serving_net(build_copy(trained), torch.bfloat16)}
+    out.update({name: run(net) for name, net in served.items() if net is not trained})
+    return out
 
 
 def build_copy(net: torch.nn.Module) -> torch.nn.Module:
@@ -122,7 +123,8 @@ def main() -> None:
         encode_batch(student.tokenizer, b, bundle.manifest.max_length)
     tokenise_us = (time.perf_counter() - started) / (len(batches) * BATCH) * 1e6
     print(json.dumps({"tokenise_us_per_record": round(tokenise_us, 2), "batch": BATCH}))
-    net, name = student.net, bundle.manifest.student.arch
+    spec = bundle.manifest.student
+    net, name = load_student_net(bundle.root / spec.weights, spec.arch, spec.config), spec.arch
     reference = None
     for threads in (1, 2):
         torch.set_num_threads(threads)

@@ -121,7 +121,7 @@ class StudentStage:
 def build_student_stage(settings: "Settings", bundle: "Bundle", worker: str | None = None) -> StudentStage:
     """The student stage a bundle and the settings describe (the threshold: the setting's, or the bundle's)."""
     manifest = bundle.manifest
-    precision = choose_student_precision(settings.student_precision)
+    precision = choose_student_precision(settings.student_precision, manifest.student.arch, manifest.student.config.get("layers", 1))
     student = bundle.load_student(precision)
     log.info("student loaded", arch=manifest.student.arch, version=manifest.student.version, precision=precision)
     return StudentStage(
