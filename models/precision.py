@@ -62,7 +62,7 @@ def choose_student_precision(requested: str, arch: str, layers: int = 1, flags: 
 
     Measured at the stream's batch of 256 (``scripts/bench_student_precision.py``, docs/benchmarks.md):
     the served BiLSTM (``models/student_serving.py``: oneDNN's LSTM kernel, rows grouped by length)
-    is 1.8x faster in bf16 than in fp32 on an AMX CPU, 100% the same labels on emotion test, and
+    is 2.5x faster in bf16 than in fp32 on an AMX CPU, 100% the same labels on emotion test, and
     its memory levels off (+180 MB over its first 1,500 batches, then flat). A stacked BiLSTM is
     served packed, where bf16 made memory grow by 1 GB and more; an MLP's forward pass is 2 us per
     tweet in fp32 and bf16 makes it slower.

@@ -106,7 +106,8 @@ class ServedBiLSTM(nn.Module):
 
 
 def serving_net(net: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """The network to serve ``net`` with in ``dtype``: a ``ServedBiLSTM`` where one fits, else ``net`` cast."""
+    """The network to serve ``net`` with in ``dtype``: a ``ServedBiLSTM`` (a copy) where one fits, else ``net``
+    itself, cast in place."""
     if isinstance(net, BiLSTMStudent) and net.lstm.num_layers == 1:
         return ServedBiLSTM(net, dtype)
     return net.to(dtype).eval()

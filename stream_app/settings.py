@@ -100,7 +100,7 @@ class Settings:
     student_precision: str = setting(
         "auto",
         "Student weights: auto, fp32 or bf16. auto is bf16 for a one-layer BiLSTM on a CPU with AMX or AVX-512 "
-        "BF16 (its served forward pass 1.8x faster than fp32, 100% the same labels on emotion test, memory flat "
+        "BF16 (its served forward pass 2.5x faster than fp32, 100% the same labels on emotion test, memory flat "
         "after its first 1,500 batches) and fp32 otherwise: an MLP is slower in bf16, and a stacked BiLSTM, served "
         "packed, grows in memory. docs/benchmarks.md.",
         one_of=STUDENT_PRECISIONS,
