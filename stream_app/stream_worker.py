@@ -39,6 +39,7 @@ from stream_app.kafka_io.batch_commit import transact_batch
 from stream_app.kafka_io.batch_send import BatchSender, batch_producer
 from stream_app.kafka_io.clients import compression, faust_credentials, fetch_config
 from stream_app.kafka_io.delivery import Unproducible
+from stream_app.kafka_io.eager_delivery import install_eager_delivery
 from stream_app.kafka_io.internals import tune_faust_fetch
 from stream_app.kafka_io.transactions import PartitionTransactions, TransactionFenced
 from stream_app.merge_worker import MergeWorker
@@ -81,13 +82,15 @@ class _BatchesCommitOffsets(Service):
 
 class StreamApp(faust.App):
     """The stream worker's app: Faust's consumer fetches with ``fetch_max_wait_s`` and
-    ``fetch_min_bytes`` (``kafka_io.internals.tune_faust_fetch``)."""
+    ``fetch_min_bytes`` (``kafka_io.internals.tune_faust_fetch``) and hands each record to its
+    stream without a task per record (``kafka_io.eager_delivery``)."""
 
     fetch: Mapping[str, int] = MappingProxyType({})  # each app's own is set by new_app (clients.fetch_config)
 
     def _new_consumer(self):  # Faust's factory of its consumer
         consumer = super()._new_consumer()
         tune_faust_fetch(consumer, self.fetch)
+        install_eager_delivery(consumer)
         return consumer
 
 

@@ -73,6 +73,11 @@ INTERNALS: tuple[tuple[str, str, Callable[[], bool]], ...] = (
     ("aiokafka AIOKafkaConsumer._fetch_min_bytes and ._fetch_max_wait_ms, read at start()", "aiokafka",
      lambda: _source_mentions("aiokafka.consumer.consumer:AIOKafkaConsumer", "fetch_min_bytes=self._fetch_min_bytes",
                               "fetch_max_wait_ms=self._fetch_max_wait_ms")),
+    ("faust Consumer._drain_messages: each record delivered through wait_first(callback, suspend_flow.wait()) "
+     "(kafka_io.eager_delivery)", "faust-streaming",
+     lambda: _source_mentions("faust.transport.consumer:Consumer", "self.wait_first(", "self.suspend_flow.wait()")),
+    ("mode Service.wait_first, ._stopped and ._crashed: what eager delivery falls back to", "mode-streaming",
+     lambda: _source_mentions("mode.services:Service", "def wait_first(", "self._stopped", "self._crashed")),
     ("aiokafka fetcher.MemoryRecords and PartitionRecords: the fetch-path workarounds", "aiokafka",
      lambda: _has("aiokafka.consumer.fetcher:MemoryRecords")() and _has("aiokafka.consumer.fetcher:PartitionRecords.__init__")()),
     ("aiokafka _DefaultRecordBatchPy._maybe_uncompress and ._buffer: re-parsing odd header names", "aiokafka",
