@@ -69,12 +69,10 @@ def _one_direction(lstm: nn.LSTM, suffix: str) -> nn.LSTM:
     return single
 
 
-def _masked_max(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    # an additive 0 / -inf mask and amax (no argmax): 5x cheaper than masked_fill and max on the
-    # kernel's batch-first output, a strided view of its time-major memory
-    minus_inf = torch.zeros(mask.shape, dtype=states.dtype).masked_fill_(~mask, float("-inf"))
-    pooled = (states + minus_inf.unsqueeze(-1)).amax(dim=1)
-    return pooled.masked_fill_(~mask.any(dim=1, keepdim=True), 0.0)  # a row without tokens pools to zeros
+def _masked_max(states: torch.Tensor, padding: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
+    # an additive 0 / -inf ``padding`` mask and amax (no argmax): 5x cheaper than masked_fill and
+    # max on the kernel's batch-first output, a strided view of its time-major memory
+    return (states + padding).amax(dim=1).masked_fill_(empty, 0.0)  # a row without tokens pools to zeros
 
 
 class ServedBiLSTM(nn.Module):
@@ -97,11 +95,12 @@ class ServedBiLSTM(nn.Module):
             count = len(rows)
             group = torch.full((-(-count // ROW_STEP) * ROW_STEP, width), PAD_ID, dtype=ids.dtype)
             group[:count, :min(width, ids.shape[1])] = ids[rows, :width]
-            group_lengths = (group != PAD_ID).sum(dim=1)
             mask = group != PAD_ID
+            padding = torch.zeros(mask.shape, dtype=pooled.dtype).masked_fill_(~mask, float("-inf")).unsqueeze(-1)
+            empty = ~mask.any(dim=1, keepdim=True)
             ahead, _ = self.forward_lstm(self.embedding(group))
-            behind, _ = self.backward_lstm(self.embedding(reversed_rows(group, group_lengths)))
-            pooled[rows] = torch.cat([_masked_max(ahead, mask), _masked_max(behind, mask)], dim=1)[:count]
+            behind, _ = self.backward_lstm(self.embedding(reversed_rows(group, mask.sum(dim=1))))
+            pooled[rows] = torch.cat([_masked_max(ahead, padding, empty), _masked_max(behind, padding, empty)], dim=1)[:count]
         return self.out(pooled)
 
 

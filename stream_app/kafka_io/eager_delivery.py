@@ -56,13 +56,18 @@ class _Rest:
                 return stop.value
 
 
+_EVENT_WAIT = asyncio.Event.wait.__code__
+
+
 def _is_delivery(consumer: Any, coros: tuple, timeout: object) -> bool:
-    if timeout is not None or len(coros) != 2 or not all(asyncio.iscoroutine(c) for c in coros):
+    # per record: the cheap checks first, the frame's locals (a dict built on access) last
+    if timeout is not None or len(coros) != 2 or consumer._stopped.is_set() or consumer._crashed.is_set():
         return False
-    flow_wait = coros[1]
-    frame = getattr(flow_wait, "cr_frame", None)
-    return (frame is not None and frame.f_locals.get("self") is consumer.suspend_flow
-            and not consumer._stopped.is_set() and not consumer._crashed.is_set())
+    delivery, flow_wait = coros
+    if not (asyncio.iscoroutine(delivery) and asyncio.iscoroutine(flow_wait) and flow_wait.cr_code is _EVENT_WAIT):
+        return False
+    frame = flow_wait.cr_frame
+    return frame is not None and frame.f_locals.get("self") is consumer.suspend_flow
 
 
 def install_eager_delivery(consumer: Any) -> None:

@@ -19,6 +19,12 @@ class FakeConsumer(Service):
         self.suspend_flow = asyncio.Event()
 
 
+def eager_consumer() -> FakeConsumer:
+    consumer = FakeConsumer()
+    install_eager_delivery(consumer)
+    return consumer
+
+
 def deliver(consumer: FakeConsumer, callback):
     """The fetch loop's call, as Faust's ``Consumer._drain_messages`` makes it."""
     return consumer.wait_first(callback, consumer.suspend_flow.wait())
@@ -30,8 +36,7 @@ def run(scenario):
 
 def test_a_callback_that_does_not_suspend_makes_no_task():
     async def scenario():
-        consumer = FakeConsumer()
-        install_eager_delivery(consumer)
+        consumer = eager_consumer()
         delivered = []
 
         async def callback():
@@ -49,8 +54,7 @@ def test_a_callback_that_does_not_suspend_makes_no_task():
 
 def test_a_callback_that_suspends_finishes_as_before():
     async def scenario():
-        consumer = FakeConsumer()
-        install_eager_delivery(consumer)
+        consumer = eager_consumer()
         steps = []
 
         async def callback():
@@ -69,8 +73,7 @@ def test_a_callback_that_suspends_finishes_as_before():
 
 def test_a_suspended_callback_is_cancelled_when_the_flow_is_suspended():
     async def scenario():
-        consumer = FakeConsumer()
-        install_eager_delivery(consumer)
+        consumer = eager_consumer()
         cancelled = asyncio.Event()
         never = asyncio.get_running_loop().create_future()
 
@@ -92,8 +95,7 @@ def test_a_suspended_callback_is_cancelled_when_the_flow_is_suspended():
 @pytest.mark.parametrize("suspends_first", [False, True])
 def test_a_callback_error_reaches_the_fetch_loop(suspends_first):
     async def scenario():
-        consumer = FakeConsumer()
-        install_eager_delivery(consumer)
+        consumer = eager_consumer()
 
         async def callback():
             if suspends_first:
@@ -108,8 +110,7 @@ def test_a_callback_error_reaches_the_fetch_loop(suspends_first):
 
 def test_other_calls_and_a_stopped_consumer_go_to_mode():
     async def scenario():
-        consumer = FakeConsumer()
-        install_eager_delivery(consumer)
+        consumer = eager_consumer()
         with_timeout = await consumer.wait_first(asyncio.sleep(10), timeout=0.01)  # times out: nothing won
         consumer._stopped.set()
 
