@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from models.student_tokenizer import encode_batch
+from models.student_tokenizer import WordIds
 
 
 @dataclass(frozen=True)
@@ -19,10 +20,15 @@ class StudentClassifier:
     net: nn.Module
     max_length: int = 64
 
+    @cached_property
+    def word_ids(self) -> WordIds:
+        """The tokenizer's ids, built once (its vocabulary as a dict, its pipeline checked)."""
+        return WordIds(self.tokenizer)
+
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw logits, shape (len(texts), num_labels); tokenises the whole batch in one call."""
         if not texts:
             return np.zeros((0, self.net.out.out_features), dtype=np.float32)
-        ids = torch.from_numpy(encode_batch(self.tokenizer, texts, self.max_length))
+        ids = torch.from_numpy(self.word_ids(texts, self.max_length))
         with torch.inference_mode():
             return self.net(ids).float().numpy()

@@ -6,7 +6,9 @@ and spends about a third of its time gathering and scattering the packed rows; a
 batch runs oneDNN's fused LSTM kernel instead, which also has a bf16 path on AMX. So the
 served BiLSTM:
 
-- groups the batch's rows by length (``length_groups``), so little padding enters the kernel;
+- sorts the batch's rows by length and cuts them into chunks of ``CHUNK_ROWS`` rows, each run
+  only as wide as its longest row (rounded up to ``WIDTH_STEP``), so little padding enters the
+  kernel (``length_chunks``);
 - runs each direction as its own one-way LSTM: the forward one over the right-padded ids,
   the backward one over each row's valid tokens reversed (``reversed_rows``), so padding only
   ever follows a row's tokens, where the mask drops it;
@@ -28,25 +30,30 @@ from torch import nn
 from models.student_nets import BiLSTMStudent
 from models.student_tokenizer import PAD_ID
 
-LENGTH_STEP = 16
-"""Rows are grouped by their length rounded up to this many tokens, and each group is padded to
-its rounded length: at most ``max_length / LENGTH_STEP`` kernel calls a direction."""
+CHUNK_ROWS = 32
+"""Rows per kernel call. The kernel's time grows with rows × steps, plus a fixed cost per call
+(about 0.2 ms with its weight reorders): sorted rows in chunks of 32 leave little padding in
+each chunk at a few calls per batch. A batch's row count is padded up to a multiple of it with
+empty rows (sorted first, into the shortest chunk)."""
 
-ROW_STEP = 16
-"""Each group's row count is padded up to a multiple of this with empty rows. oneDNN builds and
-caches a kernel, with its scratch memory, per input shape: with both steps a stream's batches
-(1-256 tweets of up to 64 tokens) come in at most 64 shapes, where free row counts made the
-process grow by 130 MB (fp32) to 270 MB (bf16) over 1,200 batches, still rising."""
+WIDTH_STEP = 4
+"""A chunk runs for its longest row's length rounded up to this many tokens. oneDNN builds and
+caches a kernel, with its scratch memory, per input shape: with a fixed row count, a stream's
+batches (up to 64 tokens a row) come in at most 64 / 4 = 16 shapes, where free row counts made
+the process grow by 130 MB (fp32) to 270 MB (bf16) over 1,200 batches, still rising."""
 
 
-def length_groups(lengths: torch.Tensor, step: int = LENGTH_STEP) -> list[tuple[torch.Tensor, int]]:
-    """Row indices grouped by length rounded up to ``step``, with that rounded width, shortest first.
+def length_chunks(lengths: torch.Tensor, rows: int = CHUNK_ROWS, step: int = WIDTH_STEP) -> tuple[torch.Tensor, list[int]]:
+    """The order that sorts ``lengths`` (shortest first) and each chunk's width, for ``lengths`` already
+    padded to a multiple of ``rows``: its longest length rounded up to ``step`` (at least ``step``).
 
-    >>> [(rows.tolist(), width) for rows, width in length_groups(torch.tensor([3, 20, 16, 1, 33]))]
-    [([0, 2, 3], 16), ([1], 32), ([4], 48)]
+    >>> order, widths = length_chunks(torch.tensor([3, 20, 9, 1]), rows=2, step=4)
+    >>> order.tolist(), widths
+    ([3, 0, 2, 1], [4, 20])
     """
-    widths = (lengths.clamp(min=1) + step - 1) // step * step
-    return [(torch.nonzero(widths == width).flatten(), int(width)) for width in torch.unique(widths).tolist()]
+    order = torch.argsort(lengths, stable=True)
+    longest = lengths[order].view(-1, rows).amax(dim=1).clamp(min=1)
+    return order, ((longest + step - 1) // step * step).tolist()
 
 
 def reversed_rows(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -69,14 +76,8 @@ def _one_direction(lstm: nn.LSTM, suffix: str) -> nn.LSTM:
     return single
 
 
-def _masked_max(states: torch.Tensor, padding: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
-    # an additive 0 / -inf ``padding`` mask and amax (no argmax): 5x cheaper than masked_fill and
-    # max on the kernel's batch-first output, a strided view of its time-major memory
-    return (states + padding).amax(dim=1).masked_fill_(empty, 0.0)  # a row without tokens pools to zeros
-
-
 class ServedBiLSTM(nn.Module):
-    """A one-layer ``BiLSTMStudent``'s inference, unpacked and grouped by length (see the module)."""
+    """A one-layer ``BiLSTMStudent``'s inference, unpacked, in chunks of rows of similar length (see the module)."""
 
     def __init__(self, net: BiLSTMStudent, dtype: torch.dtype = torch.float32):
         super().__init__()
@@ -89,19 +90,30 @@ class ServedBiLSTM(nn.Module):
         self.to(dtype).eval()
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        lengths = (ids != PAD_ID).sum(dim=1)
-        pooled = torch.zeros(ids.shape[0], 2 * self.forward_lstm.hidden_size, dtype=self.out.weight.dtype)
-        for rows, width in length_groups(lengths):
-            count = len(rows)
-            group = torch.full((-(-count // ROW_STEP) * ROW_STEP, width), PAD_ID, dtype=ids.dtype)
-            group[:count, :min(width, ids.shape[1])] = ids[rows, :width]
-            mask = group != PAD_ID
-            padding = torch.zeros(mask.shape, dtype=pooled.dtype).masked_fill_(~mask, float("-inf")).unsqueeze(-1)
-            empty = ~mask.any(dim=1, keepdim=True)
-            ahead, _ = self.forward_lstm(self.embedding(group))
-            behind, _ = self.backward_lstm(self.embedding(reversed_rows(group, mask.sum(dim=1))))
-            pooled[rows] = torch.cat([_masked_max(ahead, padding, empty), _masked_max(behind, padding, empty)], dim=1)[:count]
-        return self.out(pooled)
+        count, width = ids.shape
+        total = -(-count // CHUNK_ROWS) * CHUNK_ROWS
+        padded = torch.full((total, width), PAD_ID, dtype=ids.dtype)  # empty rows first: they sort first anyway
+        padded[total - count:] = ids
+        lengths = (padded != PAD_ID).sum(dim=1)
+        order, widths = length_chunks(lengths)
+        ids, lengths = padded[order], lengths[order]
+        dtype, hidden = self.out.weight.dtype, self.forward_lstm.hidden_size
+        # additive mask: 0 on a row's tokens, -inf after them, so amax pools the valid steps only
+        padding = torch.zeros((total, width, 1), dtype=dtype).masked_fill_(
+            (torch.arange(width) >= lengths.unsqueeze(1)).unsqueeze(-1), float("-inf"))
+        backwards = reversed_rows(ids, lengths)
+        pooled = torch.empty(total, 2 * hidden, dtype=dtype)
+        for chunk, steps in enumerate(widths):
+            rows = slice(chunk * CHUNK_ROWS, (chunk + 1) * CHUNK_ROWS)
+            ahead, _ = self.forward_lstm(self.embedding(ids[rows, :steps]))  # embedded as wide as the chunk runs
+            behind, _ = self.backward_lstm(self.embedding(backwards[rows, :steps]))
+            mask = padding[rows, :steps]
+            torch.amax(ahead + mask, dim=1, out=pooled[rows, :hidden])
+            torch.amax(behind + mask, dim=1, out=pooled[rows, hidden:])
+        pooled.masked_fill_((lengths == 0).unsqueeze(1), 0.0)  # a row without tokens pools to zeros
+        unsorted = torch.empty_like(pooled)
+        unsorted[order] = pooled
+        return self.out(unsorted[total - count:])
 
 
 def serving_net(net: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:

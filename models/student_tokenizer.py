@@ -4,10 +4,16 @@ Normalisation maps what carries little signal to shared placeholders (URLs to
 ``<url>``, mentions to ``<user>``), splits hashtags into ``#`` and the word, keeps each
 emoji as its own token, and lower-cases. The whole vocabulary lives in one
 ``tokenizer.json`` (plain JSON, never a pickle).
+
+Serving encodes with ``WordIds``: the same ids, computed for plain-ASCII texts with Python's
+regular expressions and a dict, about 20 times less CPU than the library's normalizers
+(``tokenizers`` spent about 84 µs of CPU a tweet, on two threads, in its regex replacements).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -56,17 +62,76 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
 
 
 def encode_batch(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> np.ndarray:
-    """Token ids of a batch, one Rust call, right-padded with ``PAD_ID`` to the longest text.
+    """Token ids of a batch, right-padded with ``PAD_ID`` to the longest text (see ``WordIds``)."""
+    return WordIds(tokenizer)(texts, max_length)
 
-    Whitespace-only and empty texts become a single ``[UNK]`` so every row has a token.
+
+# Texts of printable ASCII, tab, newline and carriage return: there NFKC changes nothing, Python's
+# \w, \s and \S mean what the library's Oniguruma and Rust's whitespace split mean, and lower-casing
+# is ASCII's. Any other text goes to the library.
+_PLAIN = re.compile(r"[\t\n\r\x20-\x7e]*")
+_URL_RE, _MENTION_RE, _TOKEN_RE = re.compile(_URL), re.compile(_MENTION), re.compile(_TOKEN)
+
+
+class WordIds:
+    """The ids ``tokenizer`` gives each text, one batch at a time.
+
+    For a tokenizer of this module's own pipeline (``_blank_tokenizer``: checked on its normalizer
+    and pre-tokenizer), a plain-ASCII text is normalised and split here, in the library's order: URLs
+    to ``<url>``, mentions to ``<user>``, lower case, then one token per match of ``_TOKEN``. Other
+    texts, and every text of another pipeline, go through the library in one call.
+
+    >>> ids = WordIds(train_tokenizer(["so happy today", "so sad"], min_frequency=1))
+    >>> ids.tokens("So HAPPY @bob http://x.io")
+    ['so', 'happy', '<user>', '<url>']
+    >>> ids(["so happy", "today", "   "], max_length=8).tolist()
+    [[2, 3], [5, 0], [1, 0]]
     """
-    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-    lengths = [min(len(e.ids), max_length) or 1 for e in encodings]
-    ids = np.full((len(encodings), max(lengths, default=1)), PAD_ID, dtype=np.int64)
-    unk = tokenizer.token_to_id(UNK_TOKEN)
-    for row, (encoding, length) in enumerate(zip(encodings, lengths)):
-        ids[row, :length] = encoding.ids[:length] or [unk]
-    return ids
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self.unk = tokenizer.token_to_id(UNK_TOKEN)
+        self.vocab: dict[str, int] | None = tokenizer.get_vocab() if _same_pipeline(tokenizer) else None
+
+    def tokens(self, text: str) -> list[str] | None:
+        """``text``'s tokens as the library makes them, or ``None`` where the library must make them."""
+        if self.vocab is None or _PLAIN.fullmatch(text) is None:
+            return None
+        tokens: list[str] = []
+        for word in _MENTION_RE.sub(" <user> ", _URL_RE.sub(" <url> ", text)).lower().split():
+            if word.isalnum():  # the common case: one token (ASCII letters and digits are \w)
+                tokens.append(word)
+            else:
+                tokens.extend(_TOKEN_RE.findall(word))
+        return tokens
+
+    def __call__(self, texts: Sequence[str], max_length: int) -> np.ndarray:
+        """Token ids, right-padded with ``PAD_ID``, each row cut at ``max_length``; whitespace-only and
+        empty texts become a single ``[UNK]``, so every row has a token."""
+        words = [self.tokens(text) for text in texts]
+        rest = [i for i, w in enumerate(words) if w is None]
+        by_library = dict(zip(rest, self.tokenizer.encode_batch([texts[i] for i in rest], add_special_tokens=False))) if rest else {}
+        vocab, unk = self.vocab, self.unk
+        flat: list[int] = []
+        lengths: list[int] = []
+        for i, row in enumerate(words):
+            ids = by_library[i].ids[:max_length] if row is None else [vocab.get(w, unk) for w in row[:max_length]]
+            flat.extend(ids or (unk,))
+            lengths.append(len(ids) or 1)
+        counts = np.array(lengths, dtype=np.int64)
+        out = np.full((len(lengths), int(counts.max(initial=1))), PAD_ID, dtype=np.int64)
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        out[np.repeat(np.arange(len(lengths)), counts), np.arange(len(flat)) - starts] = flat  # one scatter per batch
+        return out
+
+
+def _same_pipeline(tokenizer: Tokenizer) -> bool:
+    """True if ``tokenizer`` normalises and splits as ``_blank_tokenizer`` (word level), whatever its vocabulary."""
+    def steps(t: Tokenizer) -> tuple:
+        spec = json.loads(t.to_str())
+        return spec["normalizer"], spec["pre_tokenizer"], spec["model"]["type"], spec["model"]["unk_token"]
+
+    return steps(tokenizer) == steps(_blank_tokenizer())
 
 
 def tokens(tokenizer: Tokenizer, text: str) -> list[str]:

@@ -7,8 +7,10 @@ import torch
 
 from models.student_nets import BiLSTMStudent, MLPStudent
 from models.student_serving import (
+    CHUNK_ROWS,
+    WIDTH_STEP,
     ServedBiLSTM,
-    length_groups,
+    length_chunks,
     reversed_rows,
     serving_net,
 )
@@ -29,7 +31,8 @@ def bilstm() -> BiLSTMStudent:
     return BiLSTMStudent(vocab_size=50, num_labels=4, embed_dim=8, hidden_dim=12).eval()
 
 
-@pytest.mark.parametrize("lengths", [[1], [5, 5, 5], [1, 17, 3, 64, 16, 33, 2], [0, 4], list(range(1, 70, 3))])
+@pytest.mark.parametrize("lengths", [[1], [5, 5, 5], [1, 17, 3, 64, 16, 33, 2], [0, 4], list(range(1, 70, 3)),
+                                     [(7 * i) % 65 for i in range(3 * CHUNK_ROWS + 5)]])
 def test_fp32_logits_equal_the_packed_network(bilstm, lengths):
     ids = right_padded(lengths)
     with torch.inference_mode():
@@ -73,12 +76,15 @@ def test_other_networks_are_served_as_they_are():
         ServedBiLSTM(stacked)
 
 
-def test_length_groups_cover_every_row_once():
-    lengths = torch.tensor([0, 1, 16, 17, 64, 40, 2, 33])
-    groups = length_groups(lengths)
-    rows = torch.cat([rows for rows, _ in groups]).sort().values
-    assert rows.tolist() == list(range(len(lengths)))
-    assert all(int(lengths[r].max()) <= width and width % 16 == 0 for r, width in groups)
+def test_length_chunks_sort_every_row_once_and_cover_its_length():
+    lengths = torch.tensor([0, 1, 16, 17, 64, 40, 2, 33] * 8)
+    order, widths = length_chunks(lengths)
+    assert sorted(order.tolist()) == list(range(len(lengths)))
+    assert len(widths) == len(lengths) // CHUNK_ROWS
+    chunks = lengths[order].view(-1, CHUNK_ROWS)
+    assert all(int(chunk.max()) <= width < int(chunk.max()) + WIDTH_STEP and width % WIDTH_STEP == 0
+               for chunk, width in zip(chunks, widths))
+    assert chunks[:, -1].tolist() == sorted(chunks[:, -1].tolist())  # shortest chunk first
 
 
 def test_reversed_rows_keep_padding_at_the_end():

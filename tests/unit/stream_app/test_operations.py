@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 import orjson
 import pytest
+from prometheus_client import generate_latest
 
 from models.bundle import load_bundle
 from models.testing import make_tiny_bundle
@@ -22,7 +23,7 @@ from stream_app.endpoint import Health
 from stream_app.lag_routing import LagPolicy, next_threshold
 from stream_app.merge import MergeStage, RecentIds
 from stream_app.metrics import Metrics, StageMeter
-from stream_app.records import H_PRODUCED_AT, H_TIER, Incoming, Source
+from stream_app.records import H_PRODUCED_AT, H_TIER, Incoming, Source, StageResult
 from stream_app.reload import BundleWatch
 from stream_app.settings import Settings
 from stream_app.student import build_student_stage
@@ -110,6 +111,25 @@ def test_a_stage_meter_counts_a_batch_into_the_summary_and_the_metrics(bundle):
     assert meter.counters.take()["dead_letters"] == 2
     # a process that audits nothing (the stream worker) exports no agreement, not a 0 that reads as "never agrees"
     assert all(math.isnan(value(name)) for name in ("tango_shadow_agreement", "tango_shadow_agreement_low", "tango_shadow_agreement_high"))
+
+
+def test_the_merge_meter_counts_each_tiers_latencies_into_their_buckets():
+    metrics = Metrics(S)
+    merged = StageResult(latencies=[("student", 0.004), ("teacher", 0.7), ("student", 0.25), ("student", 99.0)])
+    StageMeter("merge", metrics).batch(4, merged)
+    StageMeter("merge", metrics).batch(1, StageResult(latencies=[("student", 0.0025)]))
+    value = metrics.registry.get_sample_value
+    name = "tango_end_to_end_latency_seconds"
+    assert value("tango_output_records_total", {"tier": "student"}) == 4
+    assert value(f"{name}_count", {"tier": "student"}) == 4 and value(f"{name}_count", {"tier": "teacher"}) == 1
+    assert value(f"{name}_sum", {"tier": "student"}) == pytest.approx(99.2565)
+    # cumulative, and a value on a bound falls in that bound's bucket, as prometheus_client's Histogram counts
+    assert [value(f"{name}_bucket", {"tier": "student", "le": le}) for le in ("0.001", "0.0025", "0.005", "0.25", "60.0", "+Inf")] \
+        == [0, 1, 2, 3, 3, 4]
+    assert value(f"{name}_bucket", {"tier": "teacher", "le": "0.5"}) == 0
+    assert value(f"{name}_bucket", {"tier": "teacher", "le": "1.0"}) == 1
+    assert "tango_end_to_end_latency_seconds_bucket{le=\"0.25\",tier=\"student\"} 3.0" in \
+        generate_latest(metrics.registry).decode()
 
 
 # --- lag-aware routing over a lag trace -------------------------------------------------------
