@@ -89,7 +89,10 @@ class MergeStage:
                 out.reject(self.dlq_topic, record, Reason.BAD_RESULT, "result without key or value", "merge")
                 continue
             if self.recent.first_time(record.source.partition, record.key):
-                out.outputs.append(Output(self.output_topic, record.key, record.value, record.headers, origin=record))
+                # the same partition number: result and output topics are co-partitioned (checked at start-up),
+                # so it is the key's partition, without hashing the key again
+                out.outputs.append(Output(self.output_topic, record.key, record.value, record.headers, origin=record,
+                                          partition=record.source.partition))
                 tier, produced_at = _tier_and_time(record.headers)
                 if tier:
                     out.latencies.append((tier, now - produced_at))

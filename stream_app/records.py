@@ -84,13 +84,16 @@ class Incoming:
 @dataclass(frozen=True, slots=True)
 class Output:
     """One record a stage asks to produce, and the input it was made for (``None`` for a dead
-    letter): if the broker refuses it, that input is dead-lettered instead."""
+    letter): if the broker refuses it, that input is dead-lettered instead. ``partition`` is set
+    where a stage knows it (the merge writes a result to its own partition number of the
+    co-partitioned output); otherwise the key's hash chooses, as Kafka's default partitioner."""
 
     topic: str
     key: bytes
     value: bytes
     headers: Sequence[tuple[str, bytes]] = ()
     origin: Incoming | None = field(default=None, compare=False, repr=False)
+    partition: int | None = None
 
 
 def record_bytes(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> int:

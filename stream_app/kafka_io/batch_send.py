@@ -2,10 +2,11 @@
 
 Faust's ``Topic.send`` costs a future, a pending message and several callbacks per record;
 here each output is one ``append`` into the batch of its partition, and the broker's
-acknowledgement is one future per batch. Partitions are chosen by the same murmur2
-partitioner as Faust's and the Java client's default, so every topic stays co-partitioned
-by tweet id. A batch that fails is handed, output by output, to ``produce_checked``, which
-retries, isolates a refused record and dead-letters its input as before.
+acknowledgement is one future per batch. An output's partition is its own where the stage set
+it, else its key's under Kafka's default partitioner (murmur2, ``kafka_io.partitioning``, the
+whole batch hashed at once), as Faust's and the Java client's, so every topic stays
+co-partitioned by tweet id. A batch that fails is handed, output by output, to
+``produce_checked``, which retries, isolates a refused record and dead-letters its input as before.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
 from stream_app.kafka_io.clients import aiokafka_config, compression
 from stream_app.kafka_io.delivery import produce_checked
+from stream_app.kafka_io.partitioning import key_partitions
 from stream_app.records import Output
 from stream_app.settings import Settings
 
@@ -36,7 +37,6 @@ class BatchSender:
     def __init__(self, new_producer: Callable[[], AIOKafkaProducer], dlq_topic: str):
         self.new_producer = new_producer  # called on the event loop, at the first send
         self.dlq_topic = dlq_topic
-        self.partitioner = DefaultPartitioner()
         self.producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, list[int]] = {}
         self._started: asyncio.Future | None = None
@@ -60,12 +60,18 @@ class BatchSender:
     async def send(self, outputs: Sequence[Output]) -> list[str]:
         """Produce ``outputs``; returns the reasons of dead letters sent instead of refused ones."""
         await self.start()
-        partitions_of = {topic: await self._partitions_of(topic) for topic in {o.topic for o in outputs}}
+        by_topic: dict[str, list[int]] = {}
+        for i, output in enumerate(outputs):  # the hot loops: no await per record
+            by_topic.setdefault(output.topic, []).append(i)
         by_partition: dict[tuple[str, int], list[int]] = {}
-        for i, output in enumerate(outputs):  # the hot loop: no await per record
-            partitions = partitions_of[output.topic]
-            partition = self.partitioner(output.key, partitions, partitions)
-            by_partition.setdefault((output.topic, partition), []).append(i)
+        for topic, indices in by_topic.items():
+            partitions = await self._partitions_of(topic)
+            hashed = [i for i in indices if outputs[i].partition is None]
+            chosen = dict(zip(hashed, key_partitions([outputs[i].key for i in hashed], len(partitions)))) if hashed else {}
+            for i in indices:
+                partition = outputs[i].partition
+                partition = partitions[chosen[i]] if partition is None else partition
+                by_partition.setdefault((topic, partition), []).append(i)
         sent: list[tuple[asyncio.Future, list[int]]] = []
         unbatched: list[int] = []  # larger than a batch: produce_checked sends it alone and finds out why
         for (topic, partition), indices in by_partition.items():
@@ -91,4 +97,4 @@ class BatchSender:
         return await produce_checked(self._send_one, [outputs[i] for i in sorted(failed)], self.dlq_topic)
 
     async def _send_one(self, o: Output) -> asyncio.Future:
-        return await self.producer.send(o.topic, key=o.key, value=o.value, headers=list(o.headers) or None)
+        return await self.producer.send(o.topic, key=o.key, value=o.value, headers=list(o.headers) or None, partition=o.partition)

@@ -88,7 +88,7 @@ class Committed:
 
 
 async def _send_with(producer: AIOKafkaProducer, o: Output) -> asyncio.Future:
-    return await producer.send(o.topic, o.value, key=o.key, headers=list(o.headers) or None)
+    return await producer.send(o.topic, o.value, key=o.key, headers=list(o.headers) or None, partition=o.partition)
 
 
 class PartitionTransactions:

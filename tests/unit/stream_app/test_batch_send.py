@@ -4,6 +4,7 @@ batches split, a failed batch handed record by record to the checked sends."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 
 from aiokafka.errors import MessageSizeTooLargeError
@@ -31,6 +32,7 @@ class FakeProducer:
         self.capacity, self.refuse_partition, self.refuse_key = capacity, refuse_partition, refuse_key
         self.batches: list[tuple[str, int, list]] = []
         self.singles: list[tuple[str, bytes]] = []
+        self.single_partitions: list[int | None] = []
 
     async def start(self):
         pass
@@ -45,8 +47,9 @@ class FakeProducer:
         self.batches.append((topic, partition, batch.records))
         return acknowledged(refused=partition == self.refuse_partition)
 
-    async def send(self, topic, key, value, headers):
+    async def send(self, topic, key, value, headers, partition=None):
         self.singles.append((topic, key))
+        self.single_partitions.append(partition)
         return acknowledged(refused=key == self.refuse_key)
 
 
@@ -93,3 +96,16 @@ def test_a_refused_batch_is_retried_record_by_record_and_only_the_guilty_input_i
     # the refused batch's records go again one by one; the guilty one once more, alone, to be sure
     assert alone.pop(guilty.key) == 2 and set(alone.values()) <= {1}
     assert [topic for topic, _ in producer.singles].count("dlq") == 1  # the guilty one's dead letter
+
+
+def test_an_output_with_its_own_partition_goes_there_and_the_others_by_their_keys():
+    producer = FakeProducer(capacity=100)
+    partitioner = DefaultPartitioner()
+    sent = [dataclasses.replace(o, partition=3) if i % 2 else o for i, o in enumerate(outputs(40))]
+    asyncio.run(BatchSender(lambda: producer, "dlq").send(sent))
+    placed = {key: partition for _, partition, records in producer.batches for key, _, _ in records}
+    assert placed == {o.key: 3 if o.partition == 3 else partitioner(o.key, [0, 1, 2, 3], [0, 1, 2, 3]) for o in sent}
+    # sent one by one after a refusal, it keeps its partition
+    refused = FakeProducer(capacity=100, refuse_partition=3)
+    asyncio.run(BatchSender(lambda: refused, "dlq").send(sent[1:2]))
+    assert refused.single_partitions == [3]
