@@ -90,10 +90,10 @@ class ServedBiLSTM(nn.Module):
         self.to(dtype).eval()
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        count, width = ids.shape
-        total = -(-count // CHUNK_ROWS) * CHUNK_ROWS
+        count, longest = ids.shape
+        total, width = -(-count // CHUNK_ROWS) * CHUNK_ROWS, -(-longest // WIDTH_STEP) * WIDTH_STEP
         padded = torch.full((total, width), PAD_ID, dtype=ids.dtype)  # empty rows first: they sort first anyway
-        padded[total - count:] = ids
+        padded[total - count:, :longest] = ids  # and every chunk's width a multiple of WIDTH_STEP
         lengths = (padded != PAD_ID).sum(dim=1)
         order, widths = length_chunks(lengths)
         ids, lengths = padded[order], lengths[order]

@@ -87,6 +87,16 @@ def test_length_chunks_sort_every_row_once_and_cover_its_length():
     assert chunks[:, -1].tolist() == sorted(chunks[:, -1].tolist())  # shortest chunk first
 
 
+def test_the_kernel_sees_whole_chunks_of_whole_width_steps(bilstm, monkeypatch):
+    served, shapes = ServedBiLSTM(bilstm), set()
+    run = served.forward_lstm.forward
+    monkeypatch.setattr(served.forward_lstm, "forward", lambda x: shapes.add(tuple(x.shape[:2])) or run(x))
+    with torch.inference_mode():
+        for lengths in ([5], [3, 9, 1] * 15, [(5 * i) % 63 + 1 for i in range(77)]):
+            served(right_padded(lengths))
+    assert shapes and all(rows == CHUNK_ROWS and steps % WIDTH_STEP == 0 for rows, steps in shapes)
+
+
 def test_reversed_rows_keep_padding_at_the_end():
     ids = right_padded([4, 1, 6])
     flipped = reversed_rows(ids, (ids != PAD_ID).sum(1))
