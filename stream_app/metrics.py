@@ -72,20 +72,21 @@ class BatchHistogram:
         self._lock = threading.Lock()  # observed on the event loop, collected on the metrics server's thread
         registry.register(self)
 
-    def observe(self, value: str, seconds: Sequence[float]) -> None:
-        """Count ``seconds`` into the buckets of label ``value`` (a value equal to a bound falls in its bucket)."""
+    def observe(self, label_value: str, seconds: Sequence[float]) -> None:
+        """Count ``seconds`` into the buckets of ``label_value`` (a value equal to a bound falls in its bucket)."""
         values = np.asarray(seconds, dtype=np.float64)
         counts = np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=len(self.bounds))
         with self._lock:
-            self._counts[value] = self._counts.get(value, 0) + counts
-            self._sums[value] = self._sums.get(value, 0.0) + float(values.sum())
+            self._counts[label_value] = self._counts.get(label_value, 0) + counts
+            self._sums[label_value] = self._sums.get(label_value, 0.0) + float(values.sum())
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
         with self._lock:
-            for value, counts in self._counts.items():
+            for label_value, counts in self._counts.items():
                 cumulative = np.cumsum(counts).tolist()
-                family.add_metric([value], [(floatToGoString(b), float(c)) for b, c in zip(self.bounds, cumulative)], self._sums[value])
+                family.add_metric([label_value], [(floatToGoString(b), float(c)) for b, c in zip(self.bounds, cumulative)],
+                                  self._sums[label_value])
         yield family
 
     def describe(self) -> list[HistogramMetricFamily]:
