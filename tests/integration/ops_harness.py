@@ -66,12 +66,16 @@ class Scrape:
 
 
 class SteadyProducer(threading.Thread):
-    """Sends ``values`` at ``rate`` records/s from a thread; ``sent_at`` records each send time."""
+    """Sends ``values`` at ``rate`` records/s from a thread; ``sent`` counts them.
+
+    ``finish()`` ends the stream early (after the record in flight), so a test can keep tweets
+    coming until what it waits for has happened, however slow the machine is."""
 
     def __init__(self, bootstrap: str, topic: str, values: list[bytes], rate: float):
         super().__init__(daemon=True)
         self.bootstrap, self.topic, self.values, self.rate = bootstrap, topic, values, rate
         self.sent = 0
+        self._finish = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -80,11 +84,14 @@ class SteadyProducer(threading.Thread):
             started = time.monotonic()
             for i, value in enumerate(self.values):
                 delay = started + i / self.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                if self._finish.wait(max(delay, 0.0)):  # sleeps out the delay unless finished
+                    break
                 producer.send(self.topic, value=value)
                 self.sent = i + 1
             producer.flush()
             producer.close()
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
+
+    def finish(self) -> None:
+        self._finish.set()
