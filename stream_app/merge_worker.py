@@ -113,12 +113,13 @@ class MergeWorker:
 
     async def run(self) -> None:
         s = self.settings
-        consumer = group_consumer(s, s.merge_group, s.result_topics,
-                                  lambda c: _MergeRebalances(self, c), co_partitioned=True,
-                                  fetch_min_bytes=s.merge_fetch_min_bytes)
-        fetch = stamped_fetch(consumer, lambda: self.generation, lambda: self._stopping.is_set() or self._fatal is not None)
-        try:
-            await consumer.start()  # inside: a merge that cannot start stops the worker like one that cannot go on
+        consumer: AIOKafkaConsumer | None = None
+        try:  # a merge that cannot build or start its consumer stops the worker like one that cannot go on
+            consumer = group_consumer(s, s.merge_group, s.result_topics,
+                                      lambda c: _MergeRebalances(self, c), co_partitioned=True,
+                                      fetch_min_bytes=s.merge_fetch_min_bytes)
+            fetch = stamped_fetch(consumer, lambda: self.generation, lambda: self._stopping.is_set() or self._fatal is not None)
+            await consumer.start()
             while not self._stopping.is_set():
                 try:
                     batch = await collect_batch(fetch, s.merge_batch_size, s.merge_batch_wait, arrived=written_at)
@@ -133,7 +134,8 @@ class MergeWorker:
             await self.on_fatal(exc)
             raise
         finally:
-            await consumer.stop()  # leaves the group at once, so another stream worker takes over
+            if consumer is not None:
+                await consumer.stop()  # leaves the group at once, so another stream worker takes over
             if self.transactions is not None:
                 await self.transactions.close()
             self._stopped.set()

@@ -1,4 +1,4 @@
-"""A merge whose consumer cannot start stops the stream worker through its fatal path."""
+"""A merge whose consumer cannot be built or started stops the stream worker through its fatal path."""
 
 from __future__ import annotations
 
@@ -45,3 +45,27 @@ def test_a_merge_that_cannot_start_reports_it_as_fatal_and_cleans_up(monkeypatch
     asyncio.run(scenario())
     assert [type(e) for e in fatal] == [KafkaConnectionError]
     assert consumer.stopped
+
+
+def test_a_merge_whose_consumer_cannot_be_built_reports_it_as_fatal(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise ValueError("sasl_mechanism PLAIN needs sasl_plain_username")
+
+    monkeypatch.setattr(merge_worker, "group_consumer", refuse)
+    fatal: list[BaseException] = []
+
+    async def on_fatal(exc):
+        fatal.append(exc)
+
+    async def sends(outputs):
+        return []
+
+    async def scenario():
+        settings = Settings()
+        worker = MergeWorker(settings, Metrics(settings), Health(30.0), sends, on_fatal)
+        with pytest.raises(ValueError):
+            await worker.run()
+        await asyncio.wait_for(worker.stop(), 1)  # returns at once: the worker knows it stopped
+
+    asyncio.run(scenario())
+    assert [str(e) for e in fatal] == ["sasl_mechanism PLAIN needs sasl_plain_username"]
