@@ -119,7 +119,7 @@ def measure(run: LocalRun, consumer, items, gold, pids, timeout: float, rate: fl
     sampler = Sampler(pids)
     sampler.start()
     started = run.send(items, rate=rate)
-    collected = run.collect(consumer, set(gold), timeout=timeout)
+    collected = run.collect(consumer, set(gold), timeout=timeout, into=Collected(keep_results=False))
     memory = sampler.stop()
     per_process = cost_per_1k(cpu_before, cpu_seconds(pids), len(gold))
     return {"collected": collected, "started": started, "memory": memory, "cpu_s_per_1k_by_process": per_process,
@@ -164,11 +164,7 @@ def _gold(items, labels) -> dict[str, int]:
 
 
 def _summary(config: str, measured: dict, items, labels) -> dict:
-    collected = measured["collected"]
-    gold = _gold(items, labels)
-    if config == "passthrough":
-        collected = _passthrough_results(collected, gold)
-    summary = collected.summary(gold, measured["started"])
+    summary = measured["collected"].summary(_gold(items, labels), measured["started"])
     memory = measured["memory"]
     summary.update(cpu_s_per_1k=measured["cpu_s_per_1k"], cpu_s_per_1k_by_process=measured["cpu_s_per_1k_by_process"],
                    peak_rss_mb={name: m["peak"] for name, m in memory.items()}, memory=memory)
@@ -188,15 +184,6 @@ def parse_duration(text: str) -> float:
     if text and text[-1] in units:
         return float(text[:-1]) * units[text[-1]]
     return float(text)
-
-
-def _passthrough_results(collected: Collected, gold: dict[str, int]) -> Collected:
-    """Passthrough outputs are the input records; give them the fields the summary reads."""
-    for result in collected.results:
-        result.setdefault("tier", "passthrough")
-        result.setdefault("label_id", -1)
-        result.setdefault("produced_at", result.get("produced_at", 0.0))
-    return collected
 
 
 def markdown(report: dict) -> str:

@@ -26,7 +26,7 @@ from stream_app.settings import (
     settings_from_args,
 )
 from stream_app.tools.live import PipelineWatch, watch
-from stream_app.tools.runner import LocalRun, default_dataset, load_split, local_broker
+from stream_app.tools.runner import Collected, LocalRun, default_dataset, load_split, local_broker
 
 
 def ensure_bundle(bundle: Path, dataset: str, quick: bool) -> None:
@@ -101,7 +101,8 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"[demo] stream worker and {args.teachers} teacher worker(s) running; logs in {run.logs}", flush=True)
             items = [(f"{args.split}-{i}", text) for i, text in enumerate(texts)]
             gold = {tweet_id: label for (tweet_id, _), label in zip(items, labels)}
-            watcher = PipelineWatch(run.settings, gold=gold)
+            collected = Collected(keep_results=False)  # ids, tiers, labels, latencies: the summary's columns
+            watcher = PipelineWatch(run.settings, gold=gold, collected=collected)
             sent: dict[str, float] = {}
             producer = threading.Thread(target=lambda: sent.update(started=run.send(items, rate=args.rate)), daemon=True)
             producer.start()
@@ -111,12 +112,12 @@ def run_demo(args: argparse.Namespace) -> int:
                   title="tango demo", terminal=None if not args.json else False)
             producer.join()
             watcher.close()
-            missing = set(gold) - {r["id"] for r in watcher.collected.results}
+            missing = set(gold).difference(collected.ids)
             if missing:
                 raise TimeoutError(f"{len(missing)} of {len(gold)} results missing after {args.timeout:g}s")
         finally:
             run.stop()
-    summary = watcher.collected.summary(gold, sent["started"])
+    summary = collected.summary(gold, sent["started"])
     summary.update(dataset=dataset, split=args.split, labels=names, bundle=str(bundle), teachers=args.teachers, rate=args.rate)
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() if args.json else ending(summary, bundle))
     return 0

@@ -12,7 +12,7 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 
@@ -46,7 +46,7 @@ class PipelineWatch:
     settings: Settings
     gold: dict[str, int] | None = None
     from_beginning: bool = True
-    collected: Collected = field(default_factory=Collected)
+    collected: Collected | None = None  # every result, for a summary at the end (the demo); a long watch keeps none
 
     def __post_init__(self) -> None:
         from kafka import KafkaConsumer
@@ -63,7 +63,7 @@ class PipelineWatch:
         self._last = (self._started, self._end(self.settings.input_topic), 0)
         self._tiers: Counter = Counter()
         self._latency: dict[str, deque] = {}
-        self._correct = self._judged = 0
+        self._correct = self._judged = self._outputs = 0
 
     def close(self) -> None:
         for consumer in (self._output, self._offsets, self._teacher_group):
@@ -90,8 +90,9 @@ class PipelineWatch:
             for record in part:
                 result = orjson.loads(record.value)
                 written = record.timestamp / 1000.0
-                self.collected.results.append(result)
-                self.collected.written_at.append(written)
+                self._outputs += 1
+                if self.collected is not None:
+                    self.collected.add(result, written)
                 tier = result.get("tier", "?")
                 self._tiers[tier] += 1
                 self._latency.setdefault(tier, deque(maxlen=RECENT)).append(written - result.get("produced_at", written))
@@ -101,7 +102,7 @@ class PipelineWatch:
 
     def poll(self) -> Snapshot:
         self._read_output()
-        now, inputs, outputs = time.monotonic(), self._end(self.settings.input_topic), len(self.collected.results)
+        now, inputs, outputs = time.monotonic(), self._end(self.settings.input_topic), self._outputs
         last_at, last_inputs, last_outputs = self._last
         dt = max(now - last_at, 1e-6)
         self._last = (now, inputs, outputs)

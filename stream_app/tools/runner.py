@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from array import array
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,24 +34,50 @@ def percentiles_ms(seconds: list[float]) -> dict[str, float]:
 
 @dataclass
 class Collected:
-    """Results read back from the output topic, first copy of each id."""
+    """Results read back from the output topic, first copy of each id.
 
-    results: list[dict] = field(default_factory=list)
-    written_at: list[float] = field(default_factory=list)  # output record timestamps, epoch s
+    What the summary needs is kept in columns (id, tier, label, latency, write time): a few
+    dozen bytes a result, so a 30-minute soak's two million results fit. The decoded results
+    themselves are kept too only with ``keep_results`` (the demo's and the experiments' callers
+    read their fields).
+    """
+
+    keep_results: bool = True
+    results: list[dict] = field(default_factory=list)  # with keep_results only
+    ids: list[str] = field(default_factory=list)
+    tiers: list[str] = field(default_factory=list)
+    label_ids: array = field(default_factory=lambda: array("i"))
+    latency_s: array = field(default_factory=lambda: array("d"))  # output write time - produced_at
+    written_at: array = field(default_factory=lambda: array("d"))  # output record timestamps, epoch s
+
+    def add(self, result: dict, written: float) -> None:
+        """One result, written at ``written`` (epoch s). An output without a tier is the input itself,
+        as the passthrough benchmark writes it: tier ``passthrough``, no label."""
+        tier = result.get("tier", "passthrough")
+        self.ids.append(result["id"])
+        self.tiers.append(sys.intern(tier) if isinstance(tier, str) else str(tier))
+        self.label_ids.append(int(result.get("label_id", -1)))
+        self.latency_s.append(written - float(result.get("produced_at", written)))
+        self.written_at.append(written)
+        if self.keep_results:
+            self.results.append(result)
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
     def summary(self, gold: dict[str, int], started: float) -> dict:
         """Accuracy against ``gold``, teacher fraction, throughput and latency per tier."""
-        results = [r for r in self.results if r["id"] in gold]
-        times = [t for r, t in zip(self.results, self.written_at) if r["id"] in gold]
-        tiers = Counter(r["tier"] for r in results)
+        chosen = [i for i, tweet_id in enumerate(self.ids) if tweet_id in gold]
+        tiers = Counter(self.tiers[i] for i in chosen)
         latency: dict[str, list[float]] = {}
-        for r, t in zip(results, times):
-            latency.setdefault(r["tier"], []).append(t - r["produced_at"])
-        elapsed = (max(times) - started) if times else 0.0
-        n = len(results)
+        for i in chosen:
+            latency.setdefault(self.tiers[i], []).append(self.latency_s[i])
+        elapsed = (max(self.written_at[i] for i in chosen) - started) if chosen else 0.0
+        n = len(chosen)
+        correct = sum(self.label_ids[i] == gold[self.ids[i]] for i in chosen)
         return {
             "records": n,
-            "accuracy": round(sum(r["label_id"] == gold[r["id"]] for r in results) / n, 4) if n else 0.0,
+            "accuracy": round(correct / n, 4) if n else 0.0,
             "teacher_fraction": round(tiers["teacher"] / n, 4) if n else 0.0,
             "throughput": round(n / elapsed, 1) if elapsed > 0 else 0.0,
             "seconds": round(elapsed, 2),
@@ -164,8 +191,8 @@ class LocalRun:
 
     def collect(self, consumer, ids: set[str], timeout: float, into: Collected | None = None) -> Collected:
         """Read the output until every id in ``ids`` arrived (or ``timeout``)."""
-        collected = into or Collected()
-        seen = {r["id"] for r in collected.results}
+        collected = into if into is not None else Collected()
+        seen = set(collected.ids)
         missing = set(ids) - seen
         deadline = time.monotonic() + timeout
         while missing and time.monotonic() < deadline:
@@ -179,8 +206,7 @@ class LocalRun:
                         continue
                     seen.add(result["id"])
                     missing.discard(result["id"])
-                    collected.results.append(result)
-                    collected.written_at.append(record.timestamp / 1000.0)
+                    collected.add(result, record.timestamp / 1000.0)
             self.check_alive()
         if missing:
             raise TimeoutError(f"{len(missing)} of {len(ids)} results missing after {timeout}s")
