@@ -5,10 +5,11 @@ Normalisation maps what carries little signal to shared placeholders (URLs to
 emoji as its own token, and lower-cases. The whole vocabulary lives in one
 ``tokenizer.json`` (plain JSON, never a pickle).
 
-Serving encodes with ``WordIds``: the same ids, computed for plain-ASCII texts with Python's
-regular expressions and a dict, at about a tenth of the CPU the library takes for this pipeline
-(9 against 92 µs a tweet in batches of 256; the library runs its regex normalisers on two
-threads). Other texts still go through the library.
+Serving encodes with ``WordIds``: the same ids, computed with Python's regular expressions and a
+dict, at about a tenth of the CPU the library takes for this pipeline (9 against 92 µs a tweet in
+batches of 256; the library runs its regex normalisers on two threads): plain-ASCII texts, and
+others whose characters were each checked once against the library (after its own NFKC step).
+The rest still go through the library.
 """
 
 from __future__ import annotations
@@ -71,16 +72,50 @@ def encode_batch(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) ->
 # \w, \s and \S mean what the library's Oniguruma and Rust's whitespace split mean, and lower-casing
 # is ASCII's. Any other text goes to the library.
 _PLAIN = re.compile(r"[\t\n\r\x20-\x7e]*")
+_PLAIN_CHARS = re.compile(r"[\t\n\r\x20-\x7e]+")
 _URL_RE, _MENTION_RE, _TOKEN_RE = re.compile(_URL), re.compile(_MENTION), re.compile(_TOKEN)
+
+
+def _library_words(tokenizer: Tokenizer, text: str) -> list[str]:
+    """The words the library's normaliser and pre-tokenizer make of ``text`` (before the vocabulary)."""
+    return [word for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(text))]
+
+
+def _probes(char: str) -> str:
+    """One text that puts ``char`` everywhere the pipeline looks at a character's class: inside, before and
+    after a word, alone, twice, in a mention, a URL and around an apostrophe."""
+    c = char
+    return f"a{c}a a{c} {c}a {c} {c}{c} @a{c}a @{c} http://a{c}a www.{c} x'{c} {c}'x A{c}A"
+
+
+_NFKC = normalizers.NFKC()
+_CONTEXT_CASED = frozenset("\u03a3")  # capital sigma: lower-cased by its neighbours (final sigma), so never probed alone
+
+MAX_KNOWN_CHARS = 65_536
+"""Non-ASCII characters whose verdict ``WordIds`` keeps; once full, texts with a new one go to the library."""
 
 
 class WordIds:
     """The ids ``tokenizer`` gives each text, one batch at a time.
 
     For a tokenizer of this module's own pipeline (``_blank_tokenizer``: checked on its normalizer
-    and pre-tokenizer), a plain-ASCII text is normalised and split here, in the library's order: URLs
-    to ``<url>``, mentions to ``<user>``, lower case, then one token per match of ``_TOKEN``. Other
-    texts, and every text of another pipeline, go through the library in one call.
+    and pre-tokenizer), a text is normalised and split here, in the library's order: URLs to
+    ``<url>``, mentions to ``<user>``, lower case, then one token per match of ``_TOKEN``, if
+
+    - it is plain ASCII (there NFKC changes nothing, and Python's ``\\w``, ``\\s`` and lower case
+      are the library's), or
+    - after the library's own NFKC step (``normalizers.NFKC``, one short call), each of its non-ASCII
+      characters was checked once against the library: ``_probes(c)`` split by the library's whole
+      normaliser and pre-tokenizer gives the words this class gives. After NFKC the pipeline looks
+      at characters one at a time (their class for ``\\w``, ``\\s`` and ``\\S``, their lower case), so
+      a character that passes its probes is split and lower-cased as the library does; the one
+      character lower-cased by its neighbours, capital sigma, always goes to the library. Emoji,
+      accented letters and most scripts pass; characters the two Unicode tables disagree on (a
+      variation selector or another mark, which Python's ``\\w`` leaves out) do not, and their texts
+      go to the library.
+
+    Other texts, texts holding an added token (``[PAD]``, ``[UNK]``: the library matches those before
+    it normalises) and every text of another pipeline go through the library in one call.
 
     >>> ids = WordIds(train_tokenizer(["so happy today", "so sad"], min_frequency=1))
     >>> ids.tokens("So HAPPY @bob http://x.io")
@@ -92,13 +127,41 @@ class WordIds:
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
         self.unk = tokenizer.token_to_id(UNK_TOKEN)
-        self.vocab: dict[str, int] | None = tokenizer.get_vocab() if _same_pipeline(tokenizer) else None
+        added = list(tokenizer.get_added_tokens_decoder().values())
+        # the library matches its added tokens ([PAD], [UNK]) in the raw text before it normalises; a text
+        # holding one goes to it (tokens matched after normalisation would need more: those pipelines go whole)
+        self.added = tuple(token.content for token in added)
+        fits = _same_pipeline(tokenizer) and not any(token.normalized for token in added)
+        self.vocab: dict[str, int] | None = tokenizer.get_vocab() if fits else None
+        self.known: dict[str, bool] = {}  # non-ASCII character -> split here as the library splits it (probed once)
 
     def tokens(self, text: str) -> list[str] | None:
         """The words the pipeline splits ``text`` into (before the vocabulary), or ``None`` where the
         library must split it."""
-        if self.vocab is None or _PLAIN.fullmatch(text) is None:
+        if self.vocab is None or any(token in text for token in self.added):
             return None
+        if _PLAIN.fullmatch(text) is None:
+            text = self._normal(text)
+            if text is None:
+                return None
+        return self._split(text)
+
+    def _normal(self, text: str) -> str | None:
+        """A text that is not plain ASCII, NFKC-normalised by the library, if each of its non-ASCII
+        characters passed its probes (checked once per character); else ``None``."""
+        normal = _NFKC.normalize_str(text)
+        known = self.known
+        for char in set(_PLAIN_CHARS.sub("", normal)):
+            verdict = known.get(char)
+            if verdict is None:
+                if len(known) >= MAX_KNOWN_CHARS or char in _CONTEXT_CASED:
+                    return None
+                verdict = known[char] = self._split(_probes(char)) == _library_words(self.tokenizer, _probes(char))
+            if not verdict:
+                return None
+        return normal
+
+    def _split(self, text: str) -> list[str]:
         tokens: list[str] = []
         for word in _MENTION_RE.sub(" <user> ", _URL_RE.sub(" <url> ", text)).lower().split():
             if word.isalnum():  # the common case: one token (ASCII letters and digits are \w)

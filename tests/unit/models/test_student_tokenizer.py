@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.student_tokenizer import PAD_ID, UNK_TOKEN, WordIds, _blank_tokenizer, train_tokenizer
+from models.student_tokenizer import PAD_ID, UNK_TOKEN, WordIds, _blank_tokenizer, _library_words, train_tokenizer
 
 CORPUS = [
     "I feel SO happy today!!", "don't @bob me www.example.com/x?y=1 ok", "sad... really sad :(",
@@ -38,10 +38,33 @@ def test_the_corpus_encodes_as_the_library_encodes_it(tokenizer):
         assert np.array_equal(ids(CORPUS + ["", "   "], max_length), library_ids(tokenizer, CORPUS + ["", "   "], max_length))
 
 
-def test_plain_ascii_takes_the_fast_path_and_other_text_the_library(tokenizer):
+def test_plain_ascii_takes_the_fast_path(tokenizer):
     ids = WordIds(tokenizer)
     assert ids.tokens("Hi @bob, see http://x.io") == ["hi", "<user>", ",", "see", "<url>"]
-    assert ids.tokens("café") is None and ids.tokens("form\x0cfeed") is None and ids.tokens("unit\x1fsep") is None
+
+
+@pytest.mark.parametrize("text", [
+    "café naïve", "😀 so HAPPY 😀😀", "ﬁne ½ …", "e\u0301te", "Ünïcödé @bøb http://ü.de", "日本語のツイート", "привет мир",
+    "form\x0cfeed",
+])
+def test_other_text_takes_the_fast_path_where_its_characters_pass_their_probes(tokenizer, text):
+    ids = WordIds(tokenizer)
+    assert ids.tokens(text) == _library_words(tokenizer, text)
+
+
+@pytest.mark.parametrize("text", ["I \u2764\ufe0f you", "ΣΟΦΙΑΣ", "a\u0301\u0301", "unit\x1fsep", "a [PAD] b", "x[UNK]y"])
+def test_text_with_a_character_that_fails_its_probes_goes_to_the_library(tokenizer, text):
+    ids = WordIds(tokenizer)
+    assert ids.tokens(text) is None
+    assert np.array_equal(ids([text], 16), library_ids(tokenizer, [text], 16))
+
+
+def test_each_character_is_probed_once_and_the_verdicts_are_bounded(tokenizer, monkeypatch):
+    ids = WordIds(tokenizer)
+    ids(["café", "cafés", "😀"], 8)
+    assert ids.known == {"é": True, "😀": True}
+    monkeypatch.setattr("models.student_tokenizer.MAX_KNOWN_CHARS", 2)
+    assert ids.tokens("ça") is None and "ç" not in ids.known  # full: a new character goes to the library
 
 
 def test_a_tokenizer_of_another_pipeline_goes_through_the_library():
@@ -63,3 +86,14 @@ def test_any_text_encodes_as_the_library_encodes_it(tokenizer, parts, anything):
     plain = "".join(word + sep for word, sep in parts)
     texts = [plain, anything, plain.upper(), anything + plain]
     assert np.array_equal(WordIds(tokenizer)(texts, 16), library_ids(tokenizer, texts, 16))
+
+
+unicode_words = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(unicode_words, glue), max_size=10))
+def test_any_unicode_text_encodes_as_the_library_encodes_it(tokenizer, parts):
+    text = "".join(word + sep for word, sep in parts)
+    texts = [text, text.upper(), text.lower()]
+    assert np.array_equal(WordIds(tokenizer)(texts, 24), library_ids(tokenizer, texts, 24))
