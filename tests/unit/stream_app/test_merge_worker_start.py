@@ -24,9 +24,8 @@ class UnstartableConsumer:
         self.stopped = True
 
 
-def test_a_merge_that_cannot_start_reports_it_as_fatal_and_cleans_up(monkeypatch):
-    consumer = UnstartableConsumer()
-    monkeypatch.setattr(merge_worker, "group_consumer", lambda *args, **kwargs: consumer)
+def run_until_fatal(error: type[BaseException]) -> list[BaseException]:
+    """Run a merge worker that must fail with ``error``; the errors its fatal path was given."""
     fatal: list[BaseException] = []
 
     async def on_fatal(exc):
@@ -38,12 +37,18 @@ def test_a_merge_that_cannot_start_reports_it_as_fatal_and_cleans_up(monkeypatch
     async def scenario():
         settings = Settings()
         worker = MergeWorker(settings, Metrics(settings), Health(30.0), sends, on_fatal)
-        with pytest.raises(KafkaConnectionError):
+        with pytest.raises(error):
             await worker.run()
         await asyncio.wait_for(worker.stop(), 1)  # returns at once: the worker knows it stopped
 
     asyncio.run(scenario())
-    assert [type(e) for e in fatal] == [KafkaConnectionError]
+    return fatal
+
+
+def test_a_merge_that_cannot_start_reports_it_as_fatal_and_cleans_up(monkeypatch):
+    consumer = UnstartableConsumer()
+    monkeypatch.setattr(merge_worker, "group_consumer", lambda *args, **kwargs: consumer)
+    assert [type(e) for e in run_until_fatal(KafkaConnectionError)] == [KafkaConnectionError]
     assert consumer.stopped
 
 
@@ -52,20 +57,4 @@ def test_a_merge_whose_consumer_cannot_be_built_reports_it_as_fatal(monkeypatch)
         raise ValueError("sasl_mechanism PLAIN needs sasl_plain_username")
 
     monkeypatch.setattr(merge_worker, "group_consumer", refuse)
-    fatal: list[BaseException] = []
-
-    async def on_fatal(exc):
-        fatal.append(exc)
-
-    async def sends(outputs):
-        return []
-
-    async def scenario():
-        settings = Settings()
-        worker = MergeWorker(settings, Metrics(settings), Health(30.0), sends, on_fatal)
-        with pytest.raises(ValueError):
-            await worker.run()
-        await asyncio.wait_for(worker.stop(), 1)  # returns at once: the worker knows it stopped
-
-    asyncio.run(scenario())
-    assert [str(e) for e in fatal] == ["sasl_mechanism PLAIN needs sasl_plain_username"]
+    assert [str(e) for e in run_until_fatal(ValueError)] == ["sasl_mechanism PLAIN needs sasl_plain_username"]
