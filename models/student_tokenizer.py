@@ -129,8 +129,9 @@ class WordIds:
         self.unk = tokenizer.token_to_id(UNK_TOKEN)
         added = list(tokenizer.get_added_tokens_decoder().values())
         # the library matches its added tokens ([PAD], [UNK]) in the raw text before it normalises; a text
-        # holding one goes to it (tokens matched after normalisation would need more: those pipelines go whole)
-        self.added = tuple(token.content for token in added)
+        # holding one goes to it (tokens matched after normalisation would need more: those pipelines go whole).
+        # One regex search per text, in C, rather than a Python loop over the tokens on the hot path.
+        self.added = re.compile("|".join(re.escape(token.content) for token in added)) if added else None
         fits = _same_pipeline(tokenizer) and not any(token.normalized for token in added)
         self.vocab: dict[str, int] | None = tokenizer.get_vocab() if fits else None
         self.known: dict[str, bool] = {}  # non-ASCII character -> split here as the library splits it (probed once)
@@ -138,7 +139,7 @@ class WordIds:
     def tokens(self, text: str) -> list[str] | None:
         """The words the pipeline splits ``text`` into (before the vocabulary), or ``None`` where the
         library must split it."""
-        if self.vocab is None or any(token in text for token in self.added):
+        if self.vocab is None or (self.added is not None and self.added.search(text)):
             return None
         if _PLAIN.fullmatch(text) is None:
             text = self._normal(text)
@@ -156,7 +157,8 @@ class WordIds:
             if verdict is None:
                 if len(known) >= MAX_KNOWN_CHARS or char in _CONTEXT_CASED:
                     return None
-                verdict = known[char] = self._split(_probes(char)) == _library_words(self.tokenizer, _probes(char))
+                probe = _probes(char)
+                verdict = known[char] = self._split(probe) == _library_words(self.tokenizer, probe)
             if not verdict:
                 return None
         return normal

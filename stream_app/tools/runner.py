@@ -53,9 +53,8 @@ class Collected:
     def add(self, result: dict, written: float) -> None:
         """One result, written at ``written`` (epoch s). An output without a tier is the input itself,
         as the passthrough benchmark writes it: tier ``passthrough``, no label."""
-        tier = result.get("tier", "passthrough")
         self.ids.append(result["id"])
-        self.tiers.append(sys.intern(tier) if isinstance(tier, str) else str(tier))
+        self.tiers.append(sys.intern(str(result.get("tier", "passthrough"))))
         self.label_ids.append(int(result.get("label_id", -1)))
         self.latency_s.append(written - float(result.get("produced_at", written)))
         self.written_at.append(written)
