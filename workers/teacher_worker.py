@@ -20,6 +20,7 @@ and the model runs in a thread so the consumer's heartbeats go on meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -87,13 +88,32 @@ class TeacherWorker:
 
     async def run(self) -> None:
         """One loop for both delivery modes: consume → batch → infer → produce → commit."""
-        consumer = self._consumer()
+        try:
+            async with contextlib.AsyncExitStack() as clients:
+                await self._serve(*await self._start_clients(clients))
+        finally:
+            self.executor.shutdown(wait=False)
+            log.info("teacher worker stopped", worker=self.stage.worker)
+
+    async def _start_clients(self, clients: contextlib.AsyncExitStack) -> tuple[AIOKafkaConsumer, AIOKafkaProducer | None]:
+        """The consumer and (at least once) the producer, started; ``clients`` stops each one that was built
+        (a client setting that fails the consumer's start no longer leaves the producer running)."""
+        # stopped in reverse order on the way out, whatever fails after them: the consumer
+        # first (it leaves the group at once, so the others take over), then the producer
         producer = None
         if self.transactions is None:
             producer = AIOKafkaProducer(acks="all", linger_ms=5, enable_idempotence=True,
                                         compression_type=compression(self.settings), **aiokafka_config(self.settings))
+            clients.push_async_callback(producer.stop)
             await producer.start()
+        if self.transactions is not None:
+            clients.push_async_callback(self.transactions.close)
+        consumer = self._consumer()
+        clients.push_async_callback(consumer.stop)
         await consumer.start()
+        return consumer, producer
+
+    async def _serve(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer | None) -> None:
         from workers.teacher_operations import operations  # noqa: PLC0415
 
         summary = asyncio.ensure_future(self._summaries())
@@ -115,13 +135,6 @@ class TeacherWorker:
             self.health.stopping()
             summary.cancel()
             side.cancel()
-            await consumer.stop()  # leaves the group at once, so the others take over
-            if producer is not None:
-                await producer.stop()
-            if self.transactions is not None:
-                await self.transactions.close()
-            self.executor.shutdown(wait=False)
-            log.info("teacher worker stopped", worker=self.stage.worker)
 
     async def _infer(self, parts: list[list[Incoming]]) -> list[StageResult]:
         """The stage on each part, in the model thread; updates the per-record cost."""
