@@ -9,7 +9,7 @@ Two bundles with the same teacher (fine-tuned on the 2,000 labelled sentences on
 The 2,000 are ``tango train --train-limit 2000 --seed 13``'s subsample of the train split.
 Both bundles calibrate on the validation split; the table is on the test split.
 
-    .venv/bin/python scripts/transfer_experiment.py [--base-model mpnet] [--out DIR] [--doc docs/transfer-data.md]
+    .venv/bin/python scripts/transfer_experiment.py [--base-model mpnet] [--out DIR] [--student-init teacher|random] [--json FILE]
 
 Finished stages are reused, so a rerun after an interruption continues where it stopped.
 """
@@ -101,11 +101,14 @@ def main() -> int:
     parser.add_argument("--out", default=str(CACHE_DIR / "experiments" / "sst2-transfer"))
     parser.add_argument("--json", default=str(ROOT / "docs" / "bench" / "transfer-sst2.json"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--student-init", default="teacher", choices=("teacher", "random"),
+                        help="how the students' word embeddings start (tango train --student-init)")
     args = parser.parse_args()
     out = Path(args.out).expanduser()
     teacher = TeacherConfig(base_model=resolve_base_model(args.base_model, base_models_dir()), epochs=args.teacher_epochs,
                             learning_rate=args.teacher_lr, batch_size=32)
-    base = TrainConfig(data=args.data, out=str(out / "without"), teacher=teacher, train_limit=LABELLED, seed=SEED, threads=args.threads)
+    base = TrainConfig(data=args.data, out=str(out / "without"), teacher=teacher, train_limit=LABELLED, seed=SEED, threads=args.threads,
+                       student_init=args.student_init)
     started = time.perf_counter()
     train_bundle(base)
     rest = unlabelled_rest(args.data, out)
@@ -114,7 +117,7 @@ def main() -> int:
     train_bundle(with_cfg)
     results = {"without": summarise(out / "without"), "with": summarise(out / "with")}
     command = " ".join(["scripts/transfer_experiment.py", *sys.argv[1:]])
-    doc = {"labelled": LABELLED, "seed": SEED, "data": args.data, "base_model": args.base_model, "results": results,
+    doc = {"labelled": LABELLED, "seed": SEED, "data": args.data, "base_model": args.base_model, "student_init": args.student_init, "results": results,
            "seconds": round(time.perf_counter() - started, 1), "command": command}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")

@@ -66,6 +66,7 @@ from models.training.distill import (
 from models.training.evaluate import batched_logits
 from models.training.stream_knowledge import StreamExamples, stream_weights
 from models.training.transfer_set import TransferSet, build_transfer_set, subsample
+from models.training.word_vectors import start_from_teacher
 
 
 class TooLittleData(ValueError):
@@ -162,6 +163,8 @@ def distill_from_stream(cfg: StreamDistillConfig, examples: StreamExamples, log:
     arch = manifest.student.arch
     overrides = {k: v for k, v in manifest.student.config.items() if k != "num_labels"}
     net, tokenizer, config = make_student(arch, own_set.vocabulary_texts() + stream_texts, len(manifest.labels), overrides)
+    if extra.get("student_init", "random") == "teacher":  # as the bundle's students started (bundles from before: random)
+        start_from_teacher(net, tokenizer, teacher)
     dcfg = replace(DISTILL_DEFAULTS.get(arch, DistillConfig()), seed=seed, max_length=manifest.max_length)
     if cfg.epochs:
         dcfg = replace(dcfg, epochs=cfg.epochs)

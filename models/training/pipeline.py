@@ -74,6 +74,7 @@ from models.training.report import write_report
 from models.training.tango_curve import measured_curves
 from models.training.teacher_train import TeacherConfig, accuracy, train_teacher
 from models.training.transfer_set import TransferSet, build_transfer_set, subsample
+from models.training.word_vectors import STUDENT_INITS, start_from_teacher
 
 STAGE_VERSION = 1
 
@@ -114,6 +115,9 @@ class TrainConfig:
     # if > 0: this many train records are held out (never trained on) and temperature and threshold
     # are fitted on them instead of on the validation split (steadier where validation is small)
     calibration_holdout: int = 0
+    # how the students' word embeddings start: "teacher" (the fine-tuned teacher's reading of each
+    # word, models/training/word_vectors.py) or "random"
+    student_init: str = "teacher"
     extra: dict[str, Any] = field(default_factory=dict)  # student / distillation / augmentation overrides
 
     def out_path(self) -> Path:
@@ -230,13 +234,17 @@ def student_stage(cfg: TrainConfig, dataset: TextDataset, arch: str, transfer_da
     val = dataset.split("validation")
     key = stable_hash(
         {"v": STAGE_VERSION, "arch": arch, "overrides": overrides, "distill": asdict(dcfg), "texts": texts_hash(transfer),
-         "gold": stable_hash(gold), "teacher": teacher_id, "val": val.fingerprint()}
+         "gold": stable_hash(gold), "teacher": teacher_id, "val": val.fingerprint(), "init": cfg.student_init}
     )
 
     def run() -> dict:
         logits = teacher_logits_cached(out / "teacher", transfer, work / "cache", max_length, progress=cfg.progress, log=log, precision=precision)
         net, tokenizer, config = make_student(arch, transfer_data.vocabulary_texts(), len(dataset.labels), overrides)
         log(f"student {arch}: {count_parameters(net):,} parameters, vocabulary {tokenizer.get_vocab_size():,}")
+        if cfg.student_init == "teacher":
+            started = time.perf_counter()
+            words = start_from_teacher(net, tokenizer, labelling_teacher(cfg))
+            log(f"student {arch}: embeddings of {words:,} words start from the teacher's ({time.perf_counter() - started:.0f}s)")
         result = distill(net, tokenizer, transfer, logits, gold, val.texts, val.labels, dcfg, progress=cfg.progress, desc=arch, log=log)
         if folder.exists():
             shutil.rmtree(folder)
@@ -341,7 +349,7 @@ def write_bundle(cfg: TrainConfig, dataset: TextDataset, summary: dict, serve: s
         "dataset": dataset.name, "data": dataset.source, "seed": cfg.seed, "train_limit": cfg.train_limit,
         "augment": cfg.extra.get("augment", {}), "transfer_limit": cfg.transfer_limit,
         "calibration_split": f"{cfg.calibration_holdout} held-out train records" if cfg.calibration_holdout else "validation",
-        "calibration_holdout": cfg.calibration_holdout,
+        "calibration_holdout": cfg.calibration_holdout, "student_init": cfg.student_init,
         "teacher_accuracy": teacher_acc, "teacher_cost_per_record": teacher_cost,
         "students": described,
         "cascade": {"student": serve, "threshold": chosen["threshold"], "rule": chosen["rule"], "margin": cfg.margin,
@@ -375,6 +383,8 @@ def train_bundle(cfg: TrainConfig, log: Callable[[str], None] | None = None) -> 
     if cfg.calibration_holdout:
         dataset = with_calibration_holdout(dataset, cfg.calibration_holdout, cfg.seed)
         log(f"calibrating on {cfg.calibration_holdout:,} held-out train records, not on validation")
+    if cfg.student_init not in STUDENT_INITS:
+        raise ValueError(f"unknown student init {cfg.student_init!r}; choose from {list(STUDENT_INITS)}")
     unknown = [s for s in cfg.students if s not in ARCHITECTURES]
     if unknown or not cfg.students:
         raise ValueError(f"unknown students {unknown}; choose from {sorted(ARCHITECTURES)}")

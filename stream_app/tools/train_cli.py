@@ -69,6 +69,9 @@ def add_cli(subparsers) -> None:
     train.add_argument("--student-epochs", type=int, default=0, help="override the students' distillation epochs")
     train.add_argument("--distill-temperature", type=float, default=0.0, help="override the KL temperature (default 2)")
     train.add_argument("--alpha", type=float, default=-1.0, help="override the KL weight on gold records (default 0.5)")
+    train.add_argument("--student-init", default="teacher", choices=("teacher", "random"),
+                       help="how the students' word embeddings start: teacher (each word as the fine-tuned teacher reads it, "
+                            "projected by PCA) or random")
     train.add_argument("--student-config", default="", help='JSON overrides per student, e.g. {"mlp": {"hidden_dim": 128}}')
     train.add_argument("--teacher-precision", default="auto", choices=("auto", "fp32", "bf16"),
                        help="teacher training precision (auto: bf16 autocast where the CPU has AMX or AVX-512 BF16)")
@@ -182,6 +185,7 @@ def config_from_args(args):
         margin=args.margin, teacher_budget=args.teacher_budget, seed=args.seed, train_limit=args.train_limit,
         transfer_limit=args.transfer_limit, threads=args.threads, progress=not args.no_progress, extra=extra,
         transfer_data=args.transfer_data, label_precision=args.label_precision, calibration_holdout=args.calibration_holdout,
+        student_init=getattr(args, "student_init", "teacher"),
     )
 
 

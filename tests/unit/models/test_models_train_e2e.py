@@ -35,6 +35,8 @@ def test_train_writes_a_loadable_bundle(trained):
     assert (out / "report.md").read_text().startswith("# Tango bundle")
     assert (out / "tradeoff.png").stat().st_size > 1000
     assert json.loads((out / "teacher" / "config.json").read_text())["id2label"]["0"] == "negative"
+    assert m.extra["student_init"] == "teacher"  # the default: word embeddings start from the teacher's reading
+    assert (out / "work" / "train.log").read_text().count("embeddings of") == 2
 
 
 def test_the_tango_figure_is_measured(trained):

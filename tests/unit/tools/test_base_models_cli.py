@@ -69,3 +69,10 @@ def test_the_quick_preset_fills_only_flags_not_given():
     both = train_cli.config_from_args(train_args("--preset", "quick", "--students", "mlp,bilstm", "--teacher-epochs", "3"))
     assert both.students == ("mlp", "bilstm") and both.teacher.epochs == 3 and both.train_limit == 6000
     assert train_cli.config_from_args(train_args()).students == ("mlp", "bilstm")
+
+
+def test_train_student_init_defaults_to_the_teacher_and_takes_random(base_dir):
+    assert train_cli.config_from_args(train_args()).student_init == "teacher"
+    assert train_cli.config_from_args(train_args("--student-init", "random")).student_init == "random"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--data", "d", "--student-init", "glove"])
