@@ -115,9 +115,7 @@ class TrainConfig:
     # if > 0: this many train records are held out (never trained on) and temperature and threshold
     # are fitted on them instead of on the validation split (steadier where validation is small)
     calibration_holdout: int = 0
-    # how the students' word embeddings start: "teacher" (the fine-tuned teacher's reading of each
-    # word, models/training/word_vectors.py) or "random"
-    student_init: str = "teacher"
+    student_init: str = "teacher"  # the students' embeddings: "teacher" (models/training/word_vectors.py) or "random"
     extra: dict[str, Any] = field(default_factory=dict)  # student / distillation / augmentation overrides
 
     def out_path(self) -> Path:
@@ -242,9 +240,7 @@ def student_stage(cfg: TrainConfig, dataset: TextDataset, arch: str, transfer_da
         net, tokenizer, config = make_student(arch, transfer_data.vocabulary_texts(), len(dataset.labels), overrides)
         log(f"student {arch}: {count_parameters(net):,} parameters, vocabulary {tokenizer.get_vocab_size():,}")
         if cfg.student_init == "teacher":
-            started = time.perf_counter()
-            words = start_from_teacher(net, tokenizer, labelling_teacher(cfg))
-            log(f"student {arch}: embeddings of {words:,} words start from the teacher's ({time.perf_counter() - started:.0f}s)")
+            log(f"student {arch}: embeddings of {start_from_teacher(net, tokenizer, labelling_teacher(cfg)):,} words start from the teacher's")
         result = distill(net, tokenizer, transfer, logits, gold, val.texts, val.labels, dcfg, progress=cfg.progress, desc=arch, log=log)
         if folder.exists():
             shutil.rmtree(folder)
