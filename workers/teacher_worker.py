@@ -106,7 +106,7 @@ class TeacherWorker:
                                         compression_type=compression(self.settings), **aiokafka_config(self.settings))
             clients.push_async_callback(producer.stop)
             await producer.start()
-        if self.transactions is not None:
+        else:
             clients.push_async_callback(self.transactions.close)
         consumer = self._consumer()
         clients.push_async_callback(consumer.stop)
