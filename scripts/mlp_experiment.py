@@ -6,12 +6,14 @@ teacher (``--student-init teacher``) unless it says ``random``, keeps the best v
 and is scored on the test split. One torch thread per run, so two runs can share the two cores.
 
     .venv/bin/python scripts/mlp_experiment.py --bundle ~/.cache/tango-stream/bundles/emotion-full \
-        --variants base,heads4 --json docs/bench/mlp-variants-emotion.json
+        --variants base,heads4-vocab-4500 --json docs/bench/mlp-variants-emotion.json
+    .venv/bin/python scripts/mlp_experiment.py --bundle ~/.cache/tango-stream/bundles/emotion-full --forward-cost
 
 ``--variants`` picks from ``VARIANTS`` (default: all); ``--json`` merges into an existing file, so
 runs of different variants can fill one table. ``heads*`` and ``position`` are nets built here
 only (several attention heads over the same embeddings; a learnt bias per position): tried, not
-shipped.
+shipped. ``conv3-not-an-mlp`` is a comparison: a convolution over neighbouring words under the
+same parameter bound, which is not the published MLP.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ VARIANTS: dict[str, dict] = {
     "heads3-position-vocab-4500": {"heads": 3, "position": True, "net": {"vocab_size": 4500}},
     "augment-16": {"augment_per_text": 16},
     "tweeteval-unlabelled": {"transfer_data": "tweeteval"},
+    "conv3-not-an-mlp": {"conv": 3},  # word order under 100K parameters: a comparison, not an MLP
 }
 
 
@@ -76,6 +79,24 @@ class HeadsMLP(nn.Module):
         return self.out(self.hidden(torch.einsum("bth,btd->bhd", weights, self.embedding(ids)).flatten(1)))
 
 
+class ConvStudent(nn.Module):
+    """For comparison, not an MLP: the same word embeddings, one convolution over ``width``
+    neighbouring words (word order), max-pooled over the tweet."""
+
+    def __init__(self, vocab_size: int, num_labels: int, embed_dim: int = 16, channels: int = 64, width: int = 3, dropout: float = 0.1):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.conv = nn.Conv1d(embed_dim, channels, width, padding=width // 2)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(channels, num_labels)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = ids != PAD_ID
+        states = torch.relu(self.conv(self.embedding(ids).transpose(1, 2))).transpose(1, 2)
+        pooled = states.masked_fill(~mask[:, :, None], 0.0).max(dim=1).values
+        return self.out(self.dropout(pooled))
+
+
 def tweeteval_texts(data_root: Path, out: Path) -> str:
     """Every TweetEval tweet in ``data_root`` (both tasks, all splits), once, as a .txt file: out-of-domain unlabelled texts."""
     seen: dict[str, None] = {}
@@ -90,6 +111,9 @@ def tweeteval_texts(data_root: Path, out: Path) -> str:
 
 
 def build_net(spec: dict, vocabulary_texts: list[str], num_labels: int) -> tuple[nn.Module, object]:
+    if "conv" in spec:
+        tokenizer = train_tokenizer(vocabulary_texts, vocab_size=5000, min_frequency=2)
+        return ConvStudent(tokenizer.get_vocab_size(), num_labels, width=spec["conv"]), tokenizer
     if "heads" not in spec:
         net, tokenizer, _ = make_student("mlp", vocabulary_texts, num_labels, spec.get("net"))
         return net, tokenizer
@@ -127,13 +151,43 @@ def run_variant(name: str, spec: dict, bundle: Path, data: str, teacher: Teacher
             "distill_seconds": round(time.perf_counter() - started)}
 
 
+def forward_costs(data: str, rounds: int = 5) -> dict[str, float]:
+    """CPU-µs a tweet of each net's forward pass alone: random weights, one thread, the test split in
+    batches of 256 cut to each batch's own width; per batch the least of ``rounds``."""
+    dataset = load_dataset(data)
+    tokenizer = train_tokenizer(dataset.split("train").texts, vocab_size=5000, min_frequency=2)
+    ids = encode_batch(tokenizer, dataset.split("test").texts, 64)
+    labels = len(dataset.labels)
+    nets = {"mlp": make_student("mlp", dataset.split("train").texts, labels)[0], "conv3": ConvStudent(tokenizer.get_vocab_size(), labels),
+            "bilstm (packed, fp32)": make_student("bilstm", dataset.split("train").texts, labels)[0]}
+    torch.set_num_threads(1)
+    costs = {}
+    for name, net in nets.items():
+        net.eval()
+        best: dict[int, float] = {}
+        with torch.inference_mode():
+            for _ in range(rounds):
+                for start in range(0, len(ids), 256):
+                    batch = ids[start : start + 256]
+                    x = torch.from_numpy(np.ascontiguousarray(batch[:, : max(1, int((batch != PAD_ID).sum(axis=1).max()))]))
+                    began = time.process_time()
+                    net(x)
+                    best[start] = min(best.get(start, float("inf")), time.process_time() - began)
+        costs[name] = round(sum(best.values()) / len(ids) * 1e6, 1)
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", type=Path, required=True, help="a trained bundle whose teacher labels the transfer sets")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "emotion"))
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--json", type=Path, help="merge the results into this JSON file")
+    parser.add_argument("--forward-cost", action="store_true", help="only time the MLP's, conv3's and the BiLSTM's forward passes")
     args = parser.parse_args()
+    if args.forward_cost:
+        print(json.dumps({"cpu_us_per_tweet": forward_costs(args.data)}))
+        return
     names = [n for n in args.variants.split(",") if n]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
