@@ -1,4 +1,4 @@
-"""Student networks from the Tango work: a bag-of-embeddings MLP and a BiLSTM.
+"""Student networks: a bag-of-embeddings MLP and a BiLSTM (the Tango work's), and a word-window CNN.
 
 Both take right-padded token ids (``PAD_ID`` = 0) and return logits. They are built
 from a plain ``config`` dict so that a bundle's manifest fully describes them.
@@ -84,7 +84,37 @@ class BiLSTMStudent(nn.Module):
         return self.out(self.dropout(pooled))
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLPStudent, "bilstm": BiLSTMStudent}
+class CNNStudent(nn.Module):
+    """Word embeddings, one convolution over ``width`` neighbouring words, max-pooled over the text.
+
+    A bag of words cannot tell which word an emotion attaches to ("i feel bad saying this because
+    i should be happy"); a window of neighbours can, at an MLP's parameter count. On emotion, from
+    the same soft labels: 83.5K parameters, 92.20% on test against the MLP's 90.55% (docs/models.md,
+    "The emotion MLP against 91.8%"), at about a tenth of the BiLSTM's forward CPU.
+
+    Padding never counts: embeddings are masked to zero before the convolution (so a row's last
+    window reads the same zeros with or without trailing padding) and padded positions are left out
+    of the max.
+    """
+
+    def __init__(self, vocab_size: int, num_labels: int, embed_dim: int = 16, channels: int = 64, width: int = 3, dropout: float = 0.1):
+        super().__init__()
+        if width < 1 or width % 2 == 0:
+            raise ValueError(f"width must be an odd number of words, got {width}")
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.conv = nn.Conv1d(embed_dim, channels, width, padding=width // 2)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(channels, num_labels)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = (ids != PAD_ID).unsqueeze(-1)
+        vectors = self.embedding(ids) * mask
+        states = torch.relu(self.conv(vectors.transpose(1, 2))).transpose(1, 2)
+        pooled = states.masked_fill(~mask, 0.0).max(dim=1).values  # after the ReLU every state is >= 0
+        return self.out(self.dropout(pooled))
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLPStudent, "bilstm": BiLSTMStudent, "cnn": CNNStudent}
 
 
 def build_student(arch: str, config: dict[str, Any]) -> nn.Module:

@@ -215,7 +215,7 @@ def soft_label_stage(cfg: TrainConfig, dataset: TextDataset, log: Callable[[str]
 
 # --- students --------------------------------------------------------------------------
 
-PARAM_LIMITS = {"mlp": 200_000, "bilstm": 2_000_000}
+PARAM_LIMITS = {"mlp": 200_000, "bilstm": 2_000_000, "cnn": 200_000}
 
 
 def student_stage(cfg: TrainConfig, dataset: TextDataset, arch: str, transfer_data: TransferSet, log: Callable[[str], None] = print) -> dict:

@@ -49,7 +49,8 @@ def add_cli(subparsers) -> None:
     train.add_argument("--teacher-epochs", type=int, action=_Given, default=3)
     train.add_argument("--teacher-lr", type=float, action=_Given, default=8e-5)
     train.add_argument("--teacher-batch-size", type=int, default=32)
-    train.add_argument("--students", type=_students, action=_Given, default=("mlp", "bilstm"), help="comma-separated: mlp,bilstm")
+    train.add_argument("--students", type=_students, action=_Given, default=("mlp", "bilstm"),
+                       help="comma-separated, from mlp, bilstm and cnn (a convolution over neighbouring words, at an MLP's size)")
     train.add_argument("--serve", default="", help="student the manifest serves (default: most accurate on validation within its parameter limit)")
     train.add_argument("--margin", type=float, default=0.3, help="accuracy points below the teacher the cascade may lose on validation")
     train.add_argument("--teacher-budget", type=_fraction, action=_Given, default=None, help="instead of --margin: largest fraction of records routed to the teacher")

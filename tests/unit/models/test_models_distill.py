@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from models.student_tokenizer import encode_batch
@@ -81,3 +82,25 @@ def test_mlp_pooling_ignores_padding_and_old_configs_still_build():
         assert torch.allclose(net(short), net(padded), atol=1e-6)
     old = build_student("mlp", {"vocab_size": 50, "num_labels": 3, "embed_dim": 16, "hidden_dim": 32})
     assert old.pooling == "mean" and not hasattr(old, "score")
+
+
+def test_cnn_student_trains_and_ignores_padding():
+    from models.student_nets import build_student
+
+    logits = _teacher_logits(TEXTS)
+    torch.manual_seed(0)
+    net, tokenizer, config = make_student("cnn", TEXTS, 3, {"vocab_size": 100, "min_frequency": 1, "channels": 8})
+    assert config == {"vocab_size": tokenizer.get_vocab_size(), "num_labels": 3, "embed_dim": 16, "channels": 8, "width": 3, "dropout": 0.1}
+    ids = encode_batch(tokenizer, TEXTS, 16)
+    before = mean_kl(net, ids, logits)
+    distill(net, tokenizer, TEXTS, logits, [-1] * len(TEXTS), TEXTS, list(logits.argmax(1)),
+            DistillConfig(epochs=8, batch_size=8, learning_rate=2e-2, max_length=16), progress=False, log=lambda m: None)
+    assert mean_kl(net, ids, logits) < 0.5 * before
+    net.eval()
+    with torch.no_grad():
+        net.embedding.weight[0] = 1.0  # a non-zero padding row still must not count
+    short, padded = torch.tensor([[5, 6, 7]]), torch.tensor([[5, 6, 7, 0, 0]])
+    assert torch.allclose(net(short), net(padded), atol=1e-6)
+    assert not torch.allclose(net(torch.tensor([[5, 6, 7]])), net(torch.tensor([[7, 6, 5]])), atol=1e-4)  # word order counts
+    with pytest.raises(ValueError, match="odd"):
+        build_student("cnn", {"vocab_size": 10, "num_labels": 2, "width": 2})

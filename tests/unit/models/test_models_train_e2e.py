@@ -70,6 +70,20 @@ def test_transfer_data_is_labelled_by_the_teacher_and_feeds_the_vocabulary(train
     assert "zyzzyva" in vocab
 
 
+def test_a_cnn_student_trains_and_serves_from_the_bundle(trained, tmp_path):
+    data, out, argv = trained
+    import shutil
+
+    other = tmp_path / "cnn-bundle"
+    shutil.copytree(out, other)  # the same teacher and soft labels: only the student stage runs
+    assert _run([*argv[:4], str(other), *argv[5:], "--students", "cnn", "--serve", "cnn"]) == 0
+    bundle = load_bundle(other)
+    assert bundle.manifest.student.arch == "cnn" and bundle.manifest.extra["students"]["cnn"]["served"]
+    assert bundle.manifest.extra["students"]["cnn"]["parameters"] <= 200_000
+    texts = ["a quick test", "", "another short text to classify"]
+    assert bundle.load_student().logits(texts).shape == (3, 3)
+
+
 def test_evaluate_json_has_the_keys(trained, capsys):
     data, out, _ = trained
     capsys.readouterr()
