@@ -54,6 +54,8 @@ VARIANTS: dict[str, dict] = {
     "augment-16": {"augment_per_text": 16},
     "tweeteval-unlabelled": {"transfer_data": "tweeteval"},
     "conv3-not-an-mlp": {"conv": 3},  # word order under 100K parameters: a comparison, not an MLP
+    "conv5-not-an-mlp": {"conv": 5},
+    "conv3-128-channels-not-an-mlp": {"conv": 3, "channels": 128},
 }
 
 
@@ -113,7 +115,7 @@ def tweeteval_texts(data_root: Path, out: Path) -> str:
 def build_net(spec: dict, vocabulary_texts: list[str], num_labels: int) -> tuple[nn.Module, object]:
     if "conv" in spec:
         tokenizer = train_tokenizer(vocabulary_texts, vocab_size=5000, min_frequency=2)
-        return ConvStudent(tokenizer.get_vocab_size(), num_labels, width=spec["conv"]), tokenizer
+        return ConvStudent(tokenizer.get_vocab_size(), num_labels, width=spec["conv"], channels=spec.get("channels", 64)), tokenizer
     if "heads" not in spec:
         net, tokenizer, _ = make_student("mlp", vocabulary_texts, num_labels, spec.get("net"))
         return net, tokenizer

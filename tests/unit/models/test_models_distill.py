@@ -90,7 +90,7 @@ def test_cnn_student_trains_and_ignores_padding():
     logits = _teacher_logits(TEXTS)
     torch.manual_seed(0)
     net, tokenizer, config = make_student("cnn", TEXTS, 3, {"vocab_size": 100, "min_frequency": 1, "channels": 8})
-    assert config == {"vocab_size": tokenizer.get_vocab_size(), "num_labels": 3, "embed_dim": 16, "channels": 8, "width": 3, "dropout": 0.1}
+    assert config == {"vocab_size": tokenizer.get_vocab_size(), "num_labels": 3, "embed_dim": 16, "channels": 8, "width": 5, "dropout": 0.1}
     ids = encode_batch(tokenizer, TEXTS, 16)
     before = mean_kl(net, ids, logits)
     distill(net, tokenizer, TEXTS, logits, [-1] * len(TEXTS), TEXTS, list(logits.argmax(1)),
