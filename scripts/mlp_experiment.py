@@ -12,8 +12,9 @@ and is scored on the test split. One torch thread per run, so two runs can share
 ``--variants`` picks from ``VARIANTS`` (default: all); ``--json`` merges into an existing file, so
 runs of different variants can fill one table. ``heads*`` and ``position`` are nets built here
 only (several attention heads over the same embeddings; a learnt bias per position): tried, not
-shipped. ``conv3-not-an-mlp`` is a comparison: a convolution over neighbouring words under the
-same parameter bound, which is not the published MLP.
+shipped. The ``conv*-not-an-mlp`` variants are the ``cnn`` student (``models.student_nets.CNNStudent``)
+at a width and channel count: a convolution over neighbouring words under the same parameter
+bound, which is not the published MLP.
 """
 
 from __future__ import annotations
@@ -81,24 +82,6 @@ class HeadsMLP(nn.Module):
         return self.out(self.hidden(torch.einsum("bth,btd->bhd", weights, self.embedding(ids)).flatten(1)))
 
 
-class ConvStudent(nn.Module):
-    """For comparison, not an MLP: the same word embeddings, one convolution over ``width``
-    neighbouring words (word order), max-pooled over the tweet."""
-
-    def __init__(self, vocab_size: int, num_labels: int, embed_dim: int = 16, channels: int = 64, width: int = 3, dropout: float = 0.1):
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
-        self.conv = nn.Conv1d(embed_dim, channels, width, padding=width // 2)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(channels, num_labels)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        mask = ids != PAD_ID
-        states = torch.relu(self.conv(self.embedding(ids).transpose(1, 2))).transpose(1, 2)
-        pooled = states.masked_fill(~mask[:, :, None], 0.0).max(dim=1).values
-        return self.out(self.dropout(pooled))
-
-
 def tweeteval_texts(data_root: Path, out: Path) -> str:
     """Every TweetEval tweet in ``data_root`` (both tasks, all splits), once, as a .txt file: out-of-domain unlabelled texts."""
     seen: dict[str, None] = {}
@@ -113,9 +96,9 @@ def tweeteval_texts(data_root: Path, out: Path) -> str:
 
 
 def build_net(spec: dict, vocabulary_texts: list[str], num_labels: int) -> tuple[nn.Module, object]:
-    if "conv" in spec:
-        tokenizer = train_tokenizer(vocabulary_texts, vocab_size=5000, min_frequency=2)
-        return ConvStudent(tokenizer.get_vocab_size(), num_labels, width=spec["conv"], channels=spec.get("channels", 64)), tokenizer
+    if "conv" in spec:  # the shipped cnn student, at this width and channel count
+        net, tokenizer, _ = make_student("cnn", vocabulary_texts, num_labels, {"width": spec["conv"], "channels": spec.get("channels", 64)})
+        return net, tokenizer
     if "heads" not in spec:
         net, tokenizer, _ = make_student("mlp", vocabulary_texts, num_labels, spec.get("net"))
         return net, tokenizer
@@ -160,8 +143,9 @@ def forward_costs(data: str, rounds: int = 5) -> dict[str, float]:
     tokenizer = train_tokenizer(dataset.split("train").texts, vocab_size=5000, min_frequency=2)
     ids = encode_batch(tokenizer, dataset.split("test").texts, 64)
     labels = len(dataset.labels)
-    nets = {"mlp": make_student("mlp", dataset.split("train").texts, labels)[0], "conv3": ConvStudent(tokenizer.get_vocab_size(), labels),
-            "bilstm (packed, fp32)": make_student("bilstm", dataset.split("train").texts, labels)[0]}
+    texts = dataset.split("train").texts
+    nets = {"mlp": make_student("mlp", texts, labels)[0], "cnn, 3 words": make_student("cnn", texts, labels, {"width": 3})[0],
+            "cnn, 5 words": make_student("cnn", texts, labels, {"width": 5})[0], "bilstm (packed, fp32)": make_student("bilstm", texts, labels)[0]}
     torch.set_num_threads(1)
     costs = {}
     for name, net in nets.items():
@@ -185,7 +169,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "emotion"))
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--json", type=Path, help="merge the results into this JSON file")
-    parser.add_argument("--forward-cost", action="store_true", help="only time the MLP's, conv3's and the BiLSTM's forward passes")
+    parser.add_argument("--forward-cost", action="store_true", help="only time the MLP's, the cnn's (3 and 5 words) and the BiLSTM's forward passes")
     args = parser.parse_args()
     if args.forward_cost:
         print(json.dumps({"cpu_us_per_tweet": forward_costs(args.data)}))
