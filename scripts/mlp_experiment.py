@@ -125,7 +125,7 @@ def run_variant(name: str, spec: dict, bundle: Path, data: str, teacher: Teacher
     net, tokenizer = build_net(spec, transfer.vocabulary_texts(), len(dataset.labels))
     if spec.get("init", "teacher") == "teacher":
         start_from_teacher(net, tokenizer, teacher)
-    cfg = replace(DISTILL_DEFAULTS["mlp"], **spec.get("distill", {}))
+    cfg = replace(DISTILL_DEFAULTS["cnn" if "conv" in spec else "mlp"], **spec.get("distill", {}))
     started = time.perf_counter()
     result = distill(net, tokenizer, transfer.texts, logits, transfer.gold, val.texts, val.labels, cfg, progress=False, log=lambda _: None)
     predictions = predict_ids(net, encode_batch(tokenizer, test.texts, 64)).argmax(axis=1)
@@ -140,11 +140,10 @@ def forward_costs(data: str, rounds: int = 5) -> dict[str, float]:
     """CPU-µs a tweet of each net's forward pass alone: random weights, one thread, the test split in
     batches of 256 cut to each batch's own width; per batch the least of ``rounds``."""
     dataset = load_dataset(data)
-    tokenizer = train_tokenizer(dataset.split("train").texts, vocab_size=5000, min_frequency=2)
+    texts, labels = dataset.split("train").texts, len(dataset.labels)
+    mlp, tokenizer, _ = make_student("mlp", texts, labels)  # its 5,000 words: ids every net below takes
     ids = encode_batch(tokenizer, dataset.split("test").texts, 64)
-    labels = len(dataset.labels)
-    texts = dataset.split("train").texts
-    nets = {"mlp": make_student("mlp", texts, labels)[0], "cnn, 3 words": make_student("cnn", texts, labels, {"width": 3})[0],
+    nets = {"mlp": mlp, "cnn, 3 words": make_student("cnn", texts, labels, {"width": 3})[0],
             "cnn, 5 words": make_student("cnn", texts, labels, {"width": 5})[0], "bilstm (packed, fp32)": make_student("bilstm", texts, labels)[0]}
     torch.set_num_threads(1)
     costs = {}
