@@ -3,12 +3,12 @@
     .venv/bin/python scripts/bench_student_precision.py [--bundle DIR] [--data ../shared/data/emotion]
     .venv/bin/python scripts/bench_student_precision.py --memory 1200 [--bundle DIR]
 
-The student is the one the bundle serves (an MLP or a BiLSTM, trained). Prints first the
+The student is the one the bundle serves (an MLP, a BiLSTM or a cnn, trained). Prints first the
 tokeniser's wall and CPU microseconds per record (``WordIds``, as the workers tokenise, and the
 library alone), then one JSON line per variant: milliseconds per batch of 256 (median of 30),
 microseconds per record, the share of test labels equal to fp32's and the accuracy on the test
 split. The variants run the network as training built it (a BiLSTM packs its batch) in each
-precision, and a BiLSTM also as the workers serve it ("served fp32", "served bf16":
+precision, and a BiLSTM or a cnn also as the workers serve it ("served fp32", "served bf16":
 ``models/student_serving.py``). ``--memory N`` instead runs N batches of the shapes a stream sees
 (1-256 tweets of 3-64 tokens, seeded) through the served student in fp32 and in bf16, each in a
 fresh process, and prints the resident memory as it goes.
@@ -30,7 +30,7 @@ import torch
 
 from models.bundle import load_bundle, load_student_net
 from models.student_nets import count_parameters
-from models.student_serving import ServedBiLSTM, serving_net
+from models.student_serving import ServedBiLSTM, ServedCNN, serving_net
 from models.student_tokenizer import WordIds
 from stream_app.memory_trim import resident_bytes
 from stream_app.settings import CACHE_DIR
@@ -69,7 +69,7 @@ def variants(trained: torch.nn.Module):
     out = {"fp32": run(trained), "bf16 autocast": bf16_autocast, "bf16 weights": run(build_copy(trained).to(torch.bfloat16)),
            "int8 dynamic": run(int8_net)}
     served = serving_net(build_copy(trained))
-    if isinstance(served, ServedBiLSTM):  # an MLP is served as it is: the rows above
+    if isinstance(served, (ServedBiLSTM, ServedCNN)):  # an MLP is served as it is: the rows above
         out.update({"served fp32": run(served), "served bf16": run(serving_net(build_copy(trained), torch.bfloat16))})
     return out
 

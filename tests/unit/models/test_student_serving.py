@@ -1,15 +1,16 @@
-"""The served BiLSTM gives the packed network's logits, for every mix of lengths a stream sends."""
+"""The served BiLSTM and cnn give the trained networks' logits, for every mix of lengths a stream sends."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from models.student_nets import BiLSTMStudent, MLPStudent
+from models.student_nets import BiLSTMStudent, CNNStudent, MLPStudent
 from models.student_serving import (
     CHUNK_ROWS,
     WIDTH_STEP,
     ServedBiLSTM,
+    ServedCNN,
     length_chunks,
     reversed_rows,
     serving_net,
@@ -102,3 +103,31 @@ def test_reversed_rows_keep_padding_at_the_end():
     flipped = reversed_rows(ids, (ids != PAD_ID).sum(1))
     assert torch.equal(flipped != PAD_ID, ids != PAD_ID)
     assert torch.equal(reversed_rows(flipped, (ids != PAD_ID).sum(1)), ids)
+
+
+@pytest.mark.parametrize("width", [1, 3, 5])
+@pytest.mark.parametrize("lengths", [[1], [5, 5, 5], [1, 17, 3, 64, 16, 33, 2], [0, 4], list(range(1, 70, 3))])
+def test_the_served_cnn_gives_the_trained_cnns_logits(width, lengths):
+    torch.manual_seed(width)
+    cnn = CNNStudent(vocab_size=50, num_labels=4, embed_dim=8, channels=12, width=width).eval()
+    with torch.no_grad():
+        cnn.conv.bias.uniform_(-0.5, 0.5)  # some states below zero before the ReLU, so the max sees both
+    ids = right_padded(lengths, seed=width)
+    with torch.inference_mode():
+        expected, served = cnn(ids), serving_net(cnn)(ids)
+    assert served.shape == expected.shape
+    torch.testing.assert_close(served, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_served_cnn_reads_word_order_and_no_padding():
+    torch.manual_seed(1)
+    cnn = CNNStudent(vocab_size=50, num_labels=3, embed_dim=8, channels=12, width=3).eval()
+    served = ServedCNN(cnn)
+    swapped = torch.tensor([[3, 9, 4, 0, 0], [4, 9, 3, 0, 0]])
+    more_padding = torch.tensor([[3, 9, 4, 0, 0, 0, 0, 0]])
+    with torch.inference_mode():
+        logits = served(swapped)
+        assert not torch.allclose(logits[0], logits[1])  # the same words in another order
+        torch.testing.assert_close(served(more_padding)[0], logits[0])
+        torch.testing.assert_close(logits, cnn(swapped), rtol=1e-5, atol=1e-5)
+    assert serving_net(cnn) is not cnn and isinstance(serving_net(cnn), ServedCNN)
