@@ -1,16 +1,19 @@
 """The merge stage and its de-duplication window (pure: no Kafka).
 
 Both result topics feed the merge; it forwards each id once to the output topic and drops
-redeliveries that are still in its bounded window (``RecentIds``).
+redeliveries that are still in its bounded window (``RecentIds``). A stream worker's own student
+results for the output partitions whose window it holds are merged before they are sent
+(``MergeStage.merge_student_results``), without crossing the results topic.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 from stream_app.digest_window import DigestWindow, digest
+from stream_app.kafka_io.partitioning import key_partitions
 from stream_app.records import (
     H_PRODUCED_AT,
     H_TIER,
@@ -99,6 +102,38 @@ class MergeStage:
             else:
                 out.duplicates += 1
         return out
+
+    def merge_student_results(self, outputs: Sequence[Output], results_topic: str, partitions: int,
+                              here: Container[int]) -> tuple[list[Output], StageResult]:
+        """A student batch's outputs with its results for the output partitions in ``here`` merged on the spot.
+
+        A result bound for ``results_topic`` whose id falls in a partition in ``here`` (of ``partitions``,
+        the count of the results topic and of the output: co-partitioned) goes straight to that output
+        partition if its id is new to the window, and is dropped if it is not, as the merge would have
+        done one hop later; every other output is left as it is. Returns the outputs to send and what was
+        merged (for the merge's meter).
+        """
+        merged = StageResult()
+        results = [i for i, o in enumerate(outputs) if o.topic == results_topic]
+        if not results:
+            return list(outputs), merged
+        sending: list[Output | None] = list(outputs)
+        now = time.time()
+        for i, partition in zip(results, key_partitions([outputs[i].key for i in results], partitions)):
+            if partition not in here:
+                continue
+            result = outputs[i]
+            if self.recent.first_time(partition, result.key):
+                sending[i] = Output(self.output_topic, result.key, result.value, result.headers, origin=result.origin,
+                                    partition=partition)
+                merged.outputs.append(sending[i])
+                tier, produced_at = _tier_and_time(result.headers)
+                if tier:
+                    merged.latencies.append((tier, now - produced_at))
+            else:
+                sending[i] = None
+                merged.duplicates += 1
+        return [o for o in sending if o is not None], merged
 
 
 def _tier_and_time(headers: Sequence[tuple[str, bytes]]) -> tuple[str, float]:

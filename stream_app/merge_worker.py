@@ -17,6 +17,12 @@ from its output partition (``MergeWindow``). At least once, a revocation waits f
 in flight, and records fetched before a rebalance are dropped (their partitions are read
 again from the committed offsets), so a revoked partition's outputs are all in the log
 before its next owner reads them back, and none follow.
+
+The second hop saved (at least once, ``direct_student_results``): this worker's student
+batches are merged here for the output partitions whose window it holds, and sent straight to
+the output (``MergeWorker.send_student_batch``), inside the same gate, so the invariant above
+covers them; results for the other partitions cross the student-results topic to the merge
+member that holds theirs. One stream worker holds every window; N hold about 1/N each.
 """
 
 from __future__ import annotations
@@ -62,16 +68,20 @@ class MergeWindow:
         self.settings = settings
         self.merge = merge
         self.restored: set[int] = set()  # partitions whose window was read back from the output
+        self.revocations = 0
 
     async def restore(self, records: Sequence[Incoming]) -> None:
         new = {r.source.partition for r in records} - self.restored
         if new:
+            revocations = self.revocations
             for partition, keys in (await recent_output_keys(self.settings, new, self.settings.dedup_window)).items():
                 self.merge.recent.forget(partition)
                 # off the loop: hashing a full window takes about 0.4 s, which would stall the student agent;
-                # the merge loop awaits this restore, so nothing else touches the window meanwhile
+                # the merge loop awaits this restore, and no student batch merges into a partition before
+                # it counts as restored, so nothing else touches the window meanwhile
                 await asyncio.to_thread(self.merge.recent.remember, partition, keys)
-            self.restored.update(new)
+            if revocations == self.revocations:  # a partition revoked meanwhile is read back again if it returns
+                self.restored.update(new)
 
     def forget(self, tp: TopicPartition) -> None:
         # exactly once: a merge part whose transaction did not commit was remembered by the
@@ -81,6 +91,7 @@ class MergeWindow:
 
     def revoked(self, partitions: set[int]) -> None:
         self.restored.difference_update(partitions)
+        self.revocations += 1
 
 
 class MergeWorker:
@@ -99,6 +110,7 @@ class MergeWorker:
         self.transactions = PartitionTransactions(settings, settings.merge_group) if settings.exactly_once else None
         self.gate = RebalanceGate() if self.transactions is None else None
         self.generation = 0  # counts this member's assignments; records carry the one they were fetched in
+        self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self._fatal: BaseException | None = None
@@ -120,6 +132,7 @@ class MergeWorker:
                                       fetch_min_bytes=s.merge_fetch_min_bytes)
             fetch = stamped_fetch(consumer, lambda: self.generation, lambda: self._stopping.is_set() or self._fatal is not None)
             await consumer.start()
+            self.consumer = consumer
             while not self._stopping.is_set():
                 try:
                     batch = await collect_batch(fetch, s.merge_batch_size, s.merge_batch_wait, arrived=written_at)
@@ -134,6 +147,8 @@ class MergeWorker:
             await self.on_fatal(exc)
             raise
         finally:
+            if self.gate is not None:  # student batches merged here are in the log before the group hears we left
+                await self.gate.revoked([], self.settings.shutdown_timeout_s)
             if consumer is not None:
                 await consumer.stop()  # leaves the group at once, so another stream worker takes over
             if self.transactions is not None:
@@ -148,6 +163,33 @@ class MergeWorker:
         if offsets:
             log.info("result partitions start where the app group left them", partitions={f"{tp.topic}:{tp.partition}": o for tp, o in offsets.items()})
         return offsets
+
+    async def send_student_batch(self, outputs: Sequence[Output]) -> list[str]:
+        """At least once: send a student batch's outputs, its results merged here where this worker holds
+        the output partition's window (``MergeStage.merge_student_results``), so they skip the results
+        topic and the second broker hop; returns the reasons of rerouted dead letters, as ``send``.
+
+        The de-duplication invariant holds as for the merge's own batches: a partition counts as held
+        once this member is assigned it and has read its window back (``MergeWindow.restore``, run by the
+        merge at the partition's first result through the topic), and the send runs inside the merge's
+        rebalance gate, so a revocation or a stop waits for it before the window's next owner reads the
+        output back. During a rebalance, or without such partitions, every result takes the topic.
+        """
+        gate, consumer, topic = self.gate, self.consumer, self.settings.student_results_topic
+        if gate is None or consumer is None or not gate.is_open() or self._stopping.is_set():
+            return await self.send(outputs)
+        async with gate.batch():  # open: enters at once
+            here = self.window.restored & {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+            if not here:
+                return await self.send(outputs)
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                return await self.send(outputs)
+            outputs, merged = self.stage.merge_student_results(outputs, topic, len(partitions), here)
+            rerouted = await self.send(outputs)
+        if merged.outputs or merged.duplicates:
+            self.meter.batch(len(merged.outputs) + merged.duplicates, merged)
+        return rerouted
 
     async def _merge(self, parts: list[list[Incoming]]) -> list[StageResult]:
         await self.window.restore([r for part in parts for r in part])

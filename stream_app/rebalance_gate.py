@@ -49,6 +49,10 @@ class RebalanceGate:
     def assigned(self) -> None:
         self._open.set()
 
+    def is_open(self) -> bool:
+        """No rebalance in progress: ``batch`` would enter without waiting."""
+        return self._open.is_set()
+
     @contextlib.asynccontextmanager
     async def batch(self):
         await self._open.wait()

@@ -174,6 +174,15 @@ class Settings:
         at_least=1,
     )
 
+    direct_student_results: bool = setting(
+        True,
+        "At least once: a stream worker merges its own student results for the output partitions whose "
+        "de-duplication window it holds (its merge consumer owns them) and writes them straight to the "
+        "output, de-duplicated against that window, instead of through the student-results topic: no second "
+        "broker hop for them (one stream worker holds every window; N hold about 1/N each). Off, or exactly "
+        "once, every result crosses the results topic into the merge (docs/benchmarks.md).",
+    )
+
     # --- delivery guarantee ---------------------------------------------------------------
     processing_guarantee: str = setting(
         "at_least_once",

@@ -272,12 +272,14 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
     transactions = PartitionTransactions(settings, settings.app_id) if settings.exactly_once else None
     executor = ThreadPoolExecutor(1, thread_name_prefix="student")
     gate = RebalanceGate() if transactions is None else None
+    # the merge reads both result topics with its own consumer group, in batches (merge_worker); at
+    # least once, student results for the output partitions whose window it holds skip the topic
+    merger = MergeWorker(settings, metrics, health, send_all, fatal)
+    send_students = merger.send_student_batch if transactions is None and settings.direct_student_results else send_all
     students = AgentBatches(student, settings.student_batch_size, settings.student_batch_wait, StageMeter("student", metrics),
-                            send_all, executor=executor, transactions=transactions, on_fatal=fatal, gate=gate,
+                            send_students, executor=executor, transactions=transactions, on_fatal=fatal, gate=gate,
                             generation=lambda: app.consumer_generation_id, health=health)
     app.agent(input_topic, name="student")(students.consume)
-    # the merge reads both result topics with its own consumer group, in batches (merge_worker)
-    merger = MergeWorker(settings, metrics, health, send_all, fatal)
     app.task(merger.run)
     StreamOperations(settings, metrics, health, students, bundle).attach(app)
 

@@ -28,7 +28,7 @@ SETTINGS_FIELDS = {
     "student_batch_size", "student_batch_wait", "teacher_batch_size", "teacher_batch_wait",
     "merge_batch_size", "merge_batch_wait", "fetch_max_wait_s", "fetch_min_bytes", "merge_fetch_min_bytes",
     "max_poll_interval_s", "session_timeout_s",
-    "max_text_chars", "max_id_chars", "max_record_bytes", "dedup_window", "processing_guarantee", "compression_type",
+    "max_text_chars", "max_id_chars", "max_record_bytes", "dedup_window", "direct_student_results", "processing_guarantee", "compression_type",
     "metrics_port", "stall_timeout_s", "lag_routing", "teacher_lag_budget_records", "teacher_lag_budget_s",
     "threshold_floor", "threshold_step", "lag_check_interval_s", "reload_check_s", "shadow_fraction", "shadow_topic",
     "shadow_results_topic", "teacher_probs_digits", "knowledge_topic", "knowledge_retention_bytes",
