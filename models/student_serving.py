@@ -137,6 +137,7 @@ class ServedCNN(nn.Module):
             taps[PAD_ID] = 0.0  # the trained network masks padding's vectors to zero
         self.register_buffer("taps", taps.reshape(-1, taps.shape[-1]).contiguous())  # row word * width + tap
         self.register_buffer("bias", conv.bias.detach().clone())
+        self.register_buffer("tap", torch.arange(self.width), persistent=False)  # each window's offsets
         self.out = copy.deepcopy(net.out)
         self.to(dtype).eval()
 
@@ -144,9 +145,8 @@ class ServedCNN(nn.Module):
         half = self.width // 2
         rows, columns = (ids != PAD_ID).nonzero(as_tuple=True)  # one window per token, centred on it
         padded = F.pad(ids, (half, half), value=PAD_ID)  # as the convolution's zero padding
-        tap = torch.arange(self.width)
-        window = padded[rows.unsqueeze(1), columns.unsqueeze(1) + tap]
-        states = torch.relu_(F.embedding_bag(window * self.width + tap, self.taps, mode="sum") + self.bias)
+        window = padded[rows.unsqueeze(1), columns.unsqueeze(1) + self.tap]
+        states = torch.relu_(F.embedding_bag(window * self.width + self.tap, self.taps, mode="sum") + self.bias)
         # every state is >= 0 after the ReLU, so a max that starts at zero is the masked max (and a
         # row without tokens pools to zeros, as the trained network's does)
         pooled = torch.zeros((ids.shape[0], states.shape[1]), dtype=states.dtype)

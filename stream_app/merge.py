@@ -94,11 +94,8 @@ class MergeStage:
             if self.recent.first_time(record.source.partition, record.key):
                 # the same partition number: result and output topics are co-partitioned (checked at start-up),
                 # so it is the key's partition, without hashing the key again
-                out.outputs.append(Output(self.output_topic, record.key, record.value, record.headers, origin=record,
-                                          partition=record.source.partition))
-                tier, produced_at = _tier_and_time(record.headers)
-                if tier:
-                    out.latencies.append((tier, now - produced_at))
+                self._forward(out, Output(self.output_topic, record.key, record.value, record.headers, origin=record,
+                                          partition=record.source.partition), now)
             else:
                 out.duplicates += 1
         return out
@@ -124,16 +121,21 @@ class MergeStage:
                 continue
             result = outputs[i]
             if self.recent.first_time(partition, result.key):
-                sending[i] = Output(self.output_topic, result.key, result.value, result.headers, origin=result.origin,
-                                    partition=partition)
-                merged.outputs.append(sending[i])
-                tier, produced_at = _tier_and_time(result.headers)
-                if tier:
-                    merged.latencies.append((tier, now - produced_at))
+                sending[i] = self._forward(merged, Output(self.output_topic, result.key, result.value, result.headers,
+                                                          origin=result.origin, partition=partition), now)
             else:
                 sending[i] = None
                 merged.duplicates += 1
         return [o for o in sending if o is not None], merged
+
+    @staticmethod
+    def _forward(out: StageResult, output: Output, now: float) -> Output:
+        """Count ``output`` as merged into ``out``, with its latency (input timestamp → now) if its headers carry it."""
+        out.outputs.append(output)
+        tier, produced_at = _tier_and_time(output.headers)
+        if tier:
+            out.latencies.append((tier, now - produced_at))
+        return output
 
 
 def _tier_and_time(headers: Sequence[tuple[str, bytes]]) -> tuple[str, float]:

@@ -178,16 +178,14 @@ class MergeWorker:
         gate, consumer, topic = self.gate, self.consumer, self.settings.student_results_topic
         if gate is None or consumer is None or not gate.is_open() or self._stopping.is_set():
             return await self.send(outputs)
+        merged = None
         async with gate.batch():  # open: enters at once
             here = self.window.restored & {tp.partition for tp in consumer.assignment() if tp.topic == topic}
-            if not here:
-                return await self.send(outputs)
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                return await self.send(outputs)
-            outputs, merged = self.stage.merge_student_results(outputs, topic, len(partitions), here)
+            partitions = consumer.partitions_for_topic(topic) if here else None
+            if partitions:
+                outputs, merged = self.stage.merge_student_results(outputs, topic, len(partitions), here)
             rerouted = await self.send(outputs)
-        if merged.outputs or merged.duplicates:
+        if merged is not None and (merged.outputs or merged.duplicates):
             self.meter.batch(len(merged.outputs) + merged.duplicates, merged)
         return rerouted
 
