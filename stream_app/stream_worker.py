@@ -33,10 +33,11 @@ import faust
 import structlog
 from mode import Service
 
-from stream_app.batching import collect_batch, queue_fetch
+from stream_app.batching import collect_batch
 from stream_app.endpoint import Health
 from stream_app.kafka_io.batch_commit import transact_batch
 from stream_app.kafka_io.batch_send import BatchSender, batch_producer
+from stream_app.kafka_io.channel_events import ChannelEvents
 from stream_app.kafka_io.clients import compression, faust_credentials, fetch_config
 from stream_app.kafka_io.delivery import Unproducible
 from stream_app.kafka_io.eager_delivery import install_eager_delivery
@@ -156,31 +157,23 @@ class AgentBatches:
     gate: RebalanceGate | None = None  # at least once: no batch of a revoked assignment after the rebalance
     generation: Callable[[], int] | None = None  # the consumer's current generation
     health: Health | None = None  # liveness: a batch in flight too long is a stall
-    _queue: asyncio.Queue | None = None
+    _events: ChannelEvents | None = None
 
     async def consume(self, stream: faust.StreamT) -> None:
-        stream = stream.noack()
-        queue: asyncio.Queue = asyncio.Queue(maxsize=self.size)  # bounded: Faust pauses fetching when full
-        self._queue = queue
-        clock = asyncio.get_running_loop().time
-        processor = asyncio.ensure_future(self._process(stream, queue))
+        """The agent: Faust's stream is not iterated; its channel's events are taken in bulk
+        (``kafka_io.channel_events``), stamped with their arrival, and batched from there."""
+        events = ChannelEvents(stream, self.size, asyncio.get_running_loop().time)  # bounded: Faust pauses fetching when full
+        self._events = events
+        drainer = asyncio.ensure_future(events.drain())
         try:
-            async for event in stream.events():
-                if processor.done():
-                    processor.result()  # re-raise the batch loop's error in the agent
-                await queue.put((clock(), event))  # stamped: a batch's wait counts from its first arrival
+            while True:  # events.fetch raises what the channel threw (a consumer error)
+                stamped = await collect_batch(events.fetch, self.size, self.wait, arrived=_arrival)
+                with self.health.batch() if self.health is not None else contextlib.nullcontext():
+                    acked = await self._batch([event for _, event in stamped])
+                for event in acked:
+                    await stream.ack(event)  # exactly once: bookkeeping only, Faust's commits are off
         finally:
-            processor.cancel()
-
-    async def _process(self, stream: faust.StreamT, queue: asyncio.Queue) -> None:
-        fetch = queue_fetch(queue)
-        while True:
-            stamped = await collect_batch(fetch, self.size, self.wait, arrived=_arrival)
-            events = [event for _, event in stamped]
-            with self.health.batch() if self.health is not None else contextlib.nullcontext():
-                events = await self._batch(events)
-            for event in events:
-                await stream.ack(event)  # exactly once: bookkeeping only, Faust's commits are off
+            drainer.cancel()
 
     async def _batch(self, events: list) -> list:
         """Process one batch; returns the events to ack."""
@@ -198,12 +191,8 @@ class AgentBatches:
         return events
 
     def drop_queued(self) -> int:
-        """Drop the events waiting in the batch queue (a revocation); returns how many."""
-        dropped = 0
-        while self._queue is not None and not self._queue.empty():
-            self._queue.get_nowait()
-            dropped += 1
-        return dropped
+        """Drop the events waiting for a batch (a revocation); returns how many."""
+        return self._events.drop() if self._events is not None else 0
 
     async def _run(self, parts: list[list[Incoming]]) -> list[StageResult]:
         stage = self.stage  # taken once: a reload during the batch applies from the next one

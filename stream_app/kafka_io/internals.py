@@ -1,7 +1,8 @@
 """Every Faust, mode and aiokafka internal this project relies on, in one place.
 
 The exactly-once path, the CLI's shutdown bound, the Faust consumer's fetch settings, its
-eager per-record delivery (``kafka_io.eager_delivery``) and the fetch-path workarounds below
+eager per-record delivery (``kafka_io.eager_delivery``), the agent's events taken off its
+channel in bulk (``kafka_io.channel_events``) and the fetch-path workarounds below
 reach past the libraries' public APIs. Each such use is listed in
 ``INTERNALS`` with the versions it is known to work on (``KNOWN_GOOD``, matching the bounds in
 ``pyproject.toml``); ``check_internals`` fails loudly, naming the internal and the installed
@@ -79,6 +80,14 @@ INTERNALS: tuple[tuple[str, str, Callable[[], bool]], ...] = (
      lambda: _source_mentions("faust.transport.consumer:Consumer", "self.wait_first(", "self.suspend_flow.wait()")),
     ("mode Service.wait_first, ._stopped and ._crashed: what eager delivery falls back to", "mode-streaming",
      lambda: _source_mentions("mode.services:Service", "def wait_first(", "self._stopped", "self._crashed")),
+    ("faust Channel.queue, Message.tracked, Consumer.track_message, Conductor.acks_enabled_for and the stream "
+     "iterator's skip and tracking of each event: the agent's events taken off its channel (kafka_io.channel_events)",
+     "faust-streaming",
+     lambda: (_has("faust.channels:Channel.queue")() and _has("faust.transport.consumer:Consumer.track_message")()
+              and _has("faust.transport.conductor:Conductor.acks_enabled_for")()
+              and _source_mentions("faust.types.tuples:Message", "self.tracked", "self.generation_id")
+              and _source_mentions("faust.streams:Stream", "message.tracked = True", "flow_control.is_active()",
+                                   "message.generation_id != self.app.consumer_generation_id"))),
     ("aiokafka fetcher.MemoryRecords and PartitionRecords: the fetch-path workarounds", "aiokafka",
      lambda: _has("aiokafka.consumer.fetcher:MemoryRecords")() and _has("aiokafka.consumer.fetcher:PartitionRecords.__init__")()),
     ("aiokafka _DefaultRecordBatchPy._maybe_uncompress and ._buffer: re-parsing odd header names", "aiokafka",

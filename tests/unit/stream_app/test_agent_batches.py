@@ -1,4 +1,4 @@
-"""The student agent's batches, driven by a fake Faust stream on a real event loop: a record that
+"""The student agent's batches, driven by a fake Faust agent stream (``faust_fakes``) on a real event loop: a record that
 queued while the previous batch was being processed has already waited, so its batch closes
 ``wait`` after it *arrived*, not ``wait`` after the batcher took it."""
 
@@ -7,36 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 
 from stream_app.metrics import Metrics, StageMeter
 from stream_app.passthrough import PassthroughStage
 from stream_app.settings import Settings
 from stream_app.stream_worker import AgentBatches
+from tests.unit.stream_app.faust_fakes import FakeAgentStream
 
 PROCESSING_S, WAIT_S = 0.3, 0.1
-
-
-class FakeStream:
-    """Yields one event per (delay after start, offset); records acks."""
-
-    def __init__(self, arrivals: list[tuple[float, int]]):
-        self.arrivals, self.acked = arrivals, []
-
-    def noack(self):
-        return self
-
-    async def events(self):
-        start = time.monotonic()
-        for delay, offset in self.arrivals:
-            await asyncio.sleep(max(0.0, start + delay - time.monotonic()))
-            message = SimpleNamespace(topic="tweets", partition=0, offset=offset, key=b"k%d" % offset, value=b"{}",
-                                      timestamp=time.time(), headers=())
-            yield SimpleNamespace(message=message)
-        await asyncio.sleep(3600)  # an idle stream: the agent waits for more
-
-    async def ack(self, event):
-        self.acked.append(event.message.offset)
 
 
 def test_a_record_that_queued_during_a_batch_is_not_made_to_wait_again():
@@ -52,14 +30,16 @@ def test_a_record_that_queued_during_a_batch_is_not_made_to_wait_again():
         return []
 
     async def scenario():
-        stream = FakeStream([(0.0, 0), (0.15, 1)])  # offset 1 arrives while batch [0] is processed
+        stream = FakeAgentStream()
         agent = AgentBatches(slow_stage, size=10, wait=WAIT_S, meter=StageMeter("student", Metrics(Settings())),
                              send=send, executor=ThreadPoolExecutor(1))
         t0 = time.monotonic()
         consume = asyncio.ensure_future(agent.consume(stream))
+        delivery = asyncio.ensure_future(stream.deliver([(0.0, 0), (0.15, 1)]))  # 1 arrives while batch [0] is processed
         while stream.acked != [0, 1]:
             await asyncio.sleep(0.01)
         consume.cancel()
+        delivery.cancel()
         return t0
 
     t0 = asyncio.run(scenario())
