@@ -6,7 +6,7 @@ flushed alone, and an idle stream restarts the timer on every wait. ``collect_ba
 instead blocks (without a deadline) for the first record, and then gives the batch at
 most ``max_wait`` seconds more, counted from that record's arrival where it is known, so
 every batch is either full or exactly as old as the wait allows. The same function batches
-the student (over an asyncio queue fed by the Faust agent), the merge and the teacher workers
+the student (over the Faust agent's channel, ``kafka_io.channel_events``), the merge and the teacher workers
 (over ``AIOKafkaConsumer.getmany``).
 """
 
@@ -58,22 +58,6 @@ async def collect_batch(fetch: Fetch, max_size: int, max_wait: float, clock: Cal
             break
         batch.extend(await fetch(left, max_size - len(batch)))
     return batch
-
-
-def queue_fetch(queue: asyncio.Queue) -> Fetch:
-    """A ``Fetch`` over an asyncio queue (used by the student agent)."""
-
-    async def fetch(timeout: float | None, max_records: int) -> list:
-        try:
-            first = await (queue.get() if timeout is None else asyncio.wait_for(queue.get(), timeout))
-        except asyncio.TimeoutError:
-            return []
-        items = [first]
-        while len(items) < max_records and not queue.empty():
-            items.append(queue.get_nowait())
-        return items
-
-    return fetch
 
 
 def safe_batch_size(per_record_s: float, poll_interval_s: float, ceiling: int, share: float = 0.25) -> int:

@@ -1,8 +1,8 @@
-"""collect_batch / queue_fetch / safe_batch_size: the deadline batcher of every stage.
+"""collect_batch / safe_batch_size: the deadline batcher of every stage.
 
 The fake-clock tests drive ``collect_batch`` with a scripted source whose records
 arrive at given (virtual) times, so the deadline arithmetic is checked exactly; the
-queue tests run the real ``queue_fetch`` over an ``asyncio.Queue`` with small real
+queue tests run ``queue_fetch`` (a fetch over an ``asyncio.Queue``) with small real
 sleeps (tolerance ~50 ms).
 """
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_app.batching import collect_batch, queue_fetch, remaining, safe_batch_size
+from stream_app.batching import Fetch, collect_batch, remaining, safe_batch_size
 
 TOL = 0.05  # seconds of scheduling slack allowed in the real-time tests
 
@@ -166,32 +166,20 @@ def test_remaining_never_negative():
 # --- real asyncio.Queue -------------------------------------------------------------------
 
 
-def test_queue_fetch_takes_what_is_there_up_to_max():
-    async def main():
-        q: asyncio.Queue = asyncio.Queue()
-        for i in range(10):
-            q.put_nowait(i)
-        fetch = queue_fetch(q)
-        first = await fetch(None, 4)
-        second = await fetch(0.05, 100)
-        return first, second, q.qsize()
+def queue_fetch(queue: asyncio.Queue) -> Fetch:
+    """A ``Fetch`` over an asyncio queue: ``collect_batch`` against real time."""
 
-    first, second, left = run(main())
-    assert first == [0, 1, 2, 3]
-    assert second == [4, 5, 6, 7, 8, 9]
-    assert left == 0
+    async def fetch(timeout: float | None, max_records: int) -> list:
+        try:
+            first = await (queue.get() if timeout is None else asyncio.wait_for(queue.get(), timeout))
+        except asyncio.TimeoutError:
+            return []
+        items = [first]
+        while len(items) < max_records and not queue.empty():
+            items.append(queue.get_nowait())
+        return items
 
-
-def test_queue_fetch_times_out_with_empty_list():
-    async def main():
-        q: asyncio.Queue = asyncio.Queue()
-        started = time.monotonic()
-        got = await queue_fetch(q)(0.05, 3)
-        return got, time.monotonic() - started
-
-    got, elapsed = run(main())
-    assert got == []
-    assert 0.05 - 0.01 <= elapsed <= 0.05 + TOL
+    return fetch
 
 
 def test_queue_deadline_counts_from_first_record_real_time():
