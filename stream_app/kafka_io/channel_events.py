@@ -44,13 +44,13 @@ class ChannelEvents:
         self._failed: Exception | None = None  # what the channel threw: fetch raises it once nothing waits
 
     async def drain(self) -> None:
-        """Move arriving events here until cancelled (run as a task beside the batches)."""
+        """Move arriving events here until cancelled (run as a task beside the batches). What the
+        channel throws ends it and is raised by ``fetch`` once the events before it are taken."""
         try:
             await self._drain()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the batch loop, which raises it
             self._failed = exc
-            self._arrived.set()  # wakes a waiting fetch, which raises it
-            raise
+            self._arrived.set()  # wakes a waiting fetch
 
     async def _drain(self) -> None:
         queue, waiting = self._queue, self._waiting
@@ -87,7 +87,7 @@ class ChannelEvents:
     async def fetch(self, timeout_s: float | None, max_records: int) -> list[Stamped]:
         """A ``batching.Fetch``: up to ``max_records`` stamped events, waiting at most ``timeout_s``
         for the first (``None``: as long as it takes); ``[]`` on timeout."""
-        if not self._waiting:
+        if not self._waiting and self._failed is None:
             try:
                 await (self._arrived.wait() if timeout_s is None else asyncio.wait_for(self._arrived.wait(), timeout_s))
             except asyncio.TimeoutError:

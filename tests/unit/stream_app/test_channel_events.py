@@ -114,5 +114,7 @@ def test_an_error_thrown_into_the_channel_reaches_the_waiting_batch():
         with pytest.raises(RuntimeError, match="the consumer failed"):
             await events.fetch(None, 10)
         assert task.done()
+        with pytest.raises(RuntimeError, match="the consumer failed"):  # and to every later one
+            await events.fetch(None, 10)
 
     asyncio.run(scenario())
