@@ -38,9 +38,9 @@ class ChannelEvents:
         self._queue = stream.channel.queue  # mode ThrowableQueue: the conductor puts, errors are thrown here
         self._app, self._limit, self._clock = stream.app, limit, clock
         self._waiting: deque[Stamped] = deque()
-        self._arrived = asyncio.Event()  # set while _waiting is not empty
+        self._arrived = asyncio.Event()  # set while _waiting is not empty (and once the channel failed)
         self._room = asyncio.Event()  # set while _waiting holds fewer than limit
-        self._room.set()
+        self._settle()
         self._failed: Exception | None = None  # what the channel threw: fetch raises it once nothing waits
 
     async def drain(self) -> None:
@@ -62,10 +62,7 @@ class ChannelEvents:
                 events.append(queue.get_nowait())
             now = self._clock()
             waiting.extend((now, event) for event in self._admitted(events))
-            if waiting:
-                self._arrived.set()
-            if len(waiting) >= self._limit:
-                self._room.clear()
+            self._settle()
 
     def _admitted(self, events: list) -> list:
         """The events Faust's stream iterator would hand over, tracked for acks (see the module docstring)."""
@@ -107,7 +104,7 @@ class ChannelEvents:
         return dropped
 
     def _settle(self) -> None:
-        if not self._waiting:
-            self._arrived.clear()
-        if len(self._waiting) < self._limit:
-            self._room.set()
+        """The two events follow what waits: ``_arrived`` while something does, ``_room`` while fewer than the limit."""
+        waiting = len(self._waiting)
+        (self._arrived.set if waiting else self._arrived.clear)()
+        (self._room.set if waiting < self._limit else self._room.clear)()

@@ -36,3 +36,11 @@ class FakeAgentStream:
 
     async def ack(self, event) -> None:
         self.acked.append(event.message.offset)
+
+
+async def drained(events) -> asyncio.Future:
+    """``events.drain()`` (a ``ChannelEvents``) started, and run until it took what the channel held."""
+    task = asyncio.ensure_future(events.drain())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    return task

@@ -1,6 +1,6 @@
-"""The student agent's batches, driven by a fake Faust agent stream (``faust_fakes``) on a real event loop: a record that
-queued while the previous batch was being processed has already waited, so its batch closes
-``wait`` after it *arrived*, not ``wait`` after the batcher took it."""
+"""The student agent's batches, driven by a fake Faust agent stream (``faust_fakes``) on a real
+event loop: a record that queued while the previous batch was being processed has already waited,
+so its batch closes ``wait`` after it *arrived*, not ``wait`` after the batcher took it."""
 
 from __future__ import annotations
 

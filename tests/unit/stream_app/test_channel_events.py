@@ -10,18 +10,11 @@ import itertools
 import pytest
 
 from stream_app.kafka_io.channel_events import ChannelEvents
-from tests.unit.stream_app.faust_fakes import FakeAgentStream, event
+from tests.unit.stream_app.faust_fakes import FakeAgentStream, drained, event
 
 
 def offsets(stamped) -> list[int]:
     return [e.message.offset for _, e in stamped]
-
-
-async def drained(events: ChannelEvents) -> asyncio.Future:
-    task = asyncio.ensure_future(events.drain())
-    for _ in range(3):
-        await asyncio.sleep(0)
-    return task
 
 
 def test_every_waiting_event_is_taken_in_one_wake_and_stamped_with_its_arrival():

@@ -11,7 +11,7 @@ from stream_app.metrics import Metrics, StageMeter
 from stream_app.rebalance_gate import RebalanceGate
 from stream_app.settings import Settings
 from stream_app.stream_worker import AgentBatches
-from tests.unit.stream_app.faust_fakes import FakeAgentStream, event
+from tests.unit.stream_app.faust_fakes import FakeAgentStream, drained, event
 
 
 async def agent_with_waiting(offsets) -> AgentBatches:
@@ -21,9 +21,7 @@ async def agent_with_waiting(offsets) -> AgentBatches:
     agent._events = ChannelEvents(stream, limit=10, clock=time.monotonic)
     for offset in offsets:
         stream.channel.queue.put_nowait(event(offset))
-    drain = asyncio.ensure_future(agent._events.drain())
-    await asyncio.sleep(0)
-    drain.cancel()
+    (await drained(agent._events)).cancel()
     return agent
 
 
