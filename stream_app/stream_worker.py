@@ -167,7 +167,13 @@ class AgentBatches:
         drainer = asyncio.ensure_future(events.drain())
         try:
             while True:  # events.fetch raises what the channel threw (a consumer error)
-                stamped = await collect_batch(events.fetch, self.size, self.wait, arrived=_arrival)
+                try:
+                    stamped = await collect_batch(events.fetch, self.size, self.wait, arrived=_arrival)
+                except StopAsyncIteration:
+                    # Faust ends an actor's stream this way (its stop, or an isolated partition's
+                    # revocation) and its iterator ends quietly; so does this agent. A batch cut
+                    # short here was not acked: its records are read again by the next owner.
+                    return
                 with self.health.batch() if self.health is not None else contextlib.nullcontext():
                     acked = await self._batch([event for _, event in stamped])
                 for event in acked:

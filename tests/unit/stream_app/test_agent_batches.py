@@ -12,7 +12,7 @@ from stream_app.metrics import Metrics, StageMeter
 from stream_app.passthrough import PassthroughStage
 from stream_app.settings import Settings
 from stream_app.stream_worker import AgentBatches
-from tests.unit.stream_app.faust_fakes import FakeAgentStream
+from tests.unit.stream_app.faust_fakes import FakeAgentStream, event
 
 PROCESSING_S, WAIT_S = 0.3, 0.1
 
@@ -49,3 +49,31 @@ def test_a_record_that_queued_during_a_batch_is_not_made_to_wait_again():
     # in, before that), not a further wait later (0.4 + 0.1 s)
     assert second_at - first_at < PROCESSING_S + 0.05
     assert first_at - t0 < WAIT_S + 0.05
+
+
+def test_the_stream_ending_ends_the_agent_quietly_and_acks_nothing_unprocessed():
+    """Faust stops an actor by throwing ``StopAsyncIteration`` into its channel: its stream iterator
+    then ends without an error, and so must the agent (before, it crashed at every worker stop)."""
+    async def send(outputs):
+        return []
+
+    async def scenario():
+        stream = FakeAgentStream()
+        ended = asyncio.Event()
+
+        async def get():
+            await ended.wait()
+            raise StopAsyncIteration
+
+        agent = AgentBatches(PassthroughStage("out"), size=10, wait=WAIT_S, meter=StageMeter("student", Metrics(Settings())),
+                             send=send)
+        consume = asyncio.ensure_future(agent.consume(stream))
+        await asyncio.sleep(0.02)
+        stream.channel.queue.get = get
+        await stream.channel.queue.put(event(0))  # taken before the end: processed and acked
+        await asyncio.sleep(WAIT_S + 0.05)
+        ended.set()
+        await asyncio.wait_for(consume, 1.0)  # returns, raises nothing
+        return stream.acked
+
+    assert asyncio.run(scenario()) == [0]
