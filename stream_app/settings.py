@@ -114,9 +114,7 @@ class Settings:
     student_batch_size: int = setting(256, "Most records per student batch.", at_least=1)
     student_batch_wait: float = setting(
         0.1, "Seconds a student batch may wait, counted from when its first record reached the worker (a record that "
-        "queued while the previous batch ran has already waited), less the time that record was held back before "
-        "it arrived (from its timestamp), at most fetch_max_wait_s: the fetch wait counts toward the batch wait.",
-        positive=True)
+        "queued while the previous batch ran has already waited).", positive=True)
     teacher_batch_size: int = setting(64, "Most records per teacher batch (shrunk when batches near the poll interval).", at_least=1)
     teacher_batch_wait: float = setting(
         0.2, "Seconds a teacher batch may wait, counted from when its first request was written (its timestamp, "

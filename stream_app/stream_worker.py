@@ -37,7 +37,7 @@ from stream_app.batching import collect_batch
 from stream_app.endpoint import Health
 from stream_app.kafka_io.batch_commit import transact_batch
 from stream_app.kafka_io.batch_send import BatchSender, batch_producer
-from stream_app.kafka_io.channel_events import ChannelEvents, arrival_less_fetch_wait
+from stream_app.kafka_io.channel_events import ChannelEvents
 from stream_app.kafka_io.clients import compression, faust_credentials, fetch_config
 from stream_app.kafka_io.delivery import Unproducible
 from stream_app.kafka_io.eager_delivery import install_eager_delivery
@@ -157,21 +157,18 @@ class AgentBatches:
     gate: RebalanceGate | None = None  # at least once: no batch of a revoked assignment after the rebalance
     generation: Callable[[], int] | None = None  # the consumer's current generation
     health: Health | None = None  # liveness: a batch in flight too long is a stall
-    fetch_wait_s: float = 0.0  # the consumer's fetch wait: counted into the batch wait (arrival_less_fetch_wait)
     _events: ChannelEvents | None = None
 
     async def consume(self, stream: faust.StreamT) -> None:
         """The agent: Faust's stream is not iterated; its channel's events are taken in bulk
         (``kafka_io.channel_events``), stamped with their arrival, and batched from there."""
-        clock = asyncio.get_running_loop().time
-        events = ChannelEvents(stream, self.size, clock)  # bounded: Faust pauses fetching when full
+        events = ChannelEvents(stream, self.size, asyncio.get_running_loop().time)  # bounded: Faust pauses fetching when full
         self._events = events
-        arrived = arrival_less_fetch_wait(self.fetch_wait_s, clock)
         drainer = asyncio.ensure_future(events.drain())
         try:
             while True:  # events.fetch raises what the channel threw (a consumer error)
                 try:
-                    stamped = await collect_batch(events.fetch, self.size, self.wait, arrived=arrived)
+                    stamped = await collect_batch(events.fetch, self.size, self.wait, arrived=_arrival)
                 except StopAsyncIteration:
                     # Faust ends an actor's stream this way (its stop, or an isolated partition's
                     # revocation) and its iterator ends quietly; so does this agent. A batch cut
@@ -236,6 +233,10 @@ class AgentBatches:
                 self.meter.batch(len(outcome.records), outcome.result, outcome.rerouted)
 
 
+def _arrival(stamped: tuple[float, faust.EventT]) -> float:
+    return stamped[0]
+
+
 def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle | None" = None) -> faust.App:
     """The stream worker's Faust app; ``student=None`` builds the passthrough benchmark app.
 
@@ -258,7 +259,7 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
     if student is None:
         passthrough = AgentBatches(PassthroughStage(settings.output_topic), settings.student_batch_size,
                                    settings.student_batch_wait, StageMeter("passthrough", metrics), send_all,
-                                   on_fatal=fatal, health=health, fetch_wait_s=settings.fetch_max_wait_s)
+                                   on_fatal=fatal, health=health)
         app.agent(input_topic, name="passthrough")(passthrough.consume)
         StreamOperations(settings, metrics, health).attach(app)
         return app
@@ -272,8 +273,7 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
     send_students = merger.send_student_batch if transactions is None and settings.direct_student_results else send_all
     students = AgentBatches(student, settings.student_batch_size, settings.student_batch_wait, StageMeter("student", metrics),
                             send_students, executor=executor, transactions=transactions, on_fatal=fatal, gate=gate,
-                            generation=lambda: app.consumer_generation_id, health=health,
-                            fetch_wait_s=settings.fetch_max_wait_s)
+                            generation=lambda: app.consumer_generation_id, health=health)
     app.agent(input_topic, name="student")(students.consume)
     app.task(merger.run)
     StreamOperations(settings, metrics, health, students, bundle).attach(app)

@@ -22,39 +22,11 @@ used are listed in ``kafka_io.internals.INTERNALS``.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 Stamped = tuple[float, Any]  # (arrival on the loop's clock, Faust event)
-
-
-def arrival_less_fetch_wait(credit_s: float, clock: Callable[[], float]) -> Callable[[Stamped], float]:
-    """``collect_batch``'s ``arrived`` for stamped input events: an event's arrival, less the time it
-    spent between its timestamp and its arrival, at most ``credit_s`` (the workers' ``fetch_max_wait_s``).
-
-    The workers' own fetches hold a record at the broker for up to the fetch wait, to fetch
-    fewer, larger batches; counting the batch wait from arrival added that hold on top of it.
-    The input's timestamps come from producers this worker does not control, so the credit is
-    capped: a producer clock ahead of this one gives none (the wait counts from arrival, as
-    before), and one far behind, or a backlog of old records, closes a batch at most
-    ``credit_s`` sooner (a backlog fills its batches anyway). ``clock`` is the one arrivals were
-    stamped on; timestamps are wall-clock seconds (Faust's ``Message.timestamp``).
-
-    >>> from types import SimpleNamespace
-    >>> def written(seconds_ago):  # an event that arrived now, written seconds_ago
-    ...     return time.monotonic(), SimpleNamespace(message=SimpleNamespace(timestamp=time.time() - seconds_ago))
-    >>> arrival = arrival_less_fetch_wait(0.05, time.monotonic)
-    >>> [round(now - arrival((now, event)), 2) for now, event in map(written, (0.03, 0.5, -10.0))]
-    [0.03, 0.05, 0.0]
-    """
-    def arrival(stamped: Stamped) -> float:
-        arrived, event = stamped
-        waited = time.time() - event.message.timestamp - (clock() - arrived) if credit_s else 0.0  # before arriving
-        return arrived - min(credit_s, max(0.0, waited))
-
-    return arrival
 
 
 class ChannelEvents:
