@@ -6,6 +6,7 @@ import json
 import pytest
 
 from models.bundle import load_bundle
+from models.student_nets import build_student, count_parameters
 from models.testing import make_tiny_dataset
 from stream_app.tools.train_cli import add_cli
 from tests.tiny_training import train_tiny
@@ -79,7 +80,10 @@ def test_a_cnn_student_trains_and_serves_from_the_bundle(trained, tmp_path):
     assert _run([*argv[:4], str(other), *argv[5:], "--students", "cnn", "--serve", "cnn"]) == 0
     bundle = load_bundle(other)
     assert bundle.manifest.student.arch == "cnn" and bundle.manifest.extra["students"]["cnn"]["served"]
-    assert bundle.manifest.extra["students"]["cnn"]["parameters"] <= 200_000
+    cnn = bundle.manifest.extra["students"]["cnn"]
+    # the trained network's count (embeddings, convolution, output), not the served table's buffers
+    assert cnn["parameters"] == count_parameters(build_student("cnn", cnn["config"])) <= 200_000
+    assert cnn["parameters"] > cnn["config"]["vocab_size"] * cnn["config"]["embed_dim"]
     texts = ["a quick test", "", "another short text to classify"]
     assert bundle.load_student().logits(texts).shape == (3, 3)
 
