@@ -51,7 +51,7 @@ def test_a_record_that_queued_during_a_batch_is_not_made_to_wait_again():
     assert first_at - t0 < WAIT_S + 0.05
 
 
-def test_the_stream_ending_ends_the_agent_quietly_and_acks_nothing_unprocessed():
+def test_the_stream_ending_ends_the_agent_quietly():
     """Faust stops an actor by throwing ``StopAsyncIteration`` into its channel: its stream iterator
     then ends without an error, and so must the agent (before, it crashed at every worker stop)."""
     async def send(outputs):
