@@ -36,7 +36,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from models.student import StudentClassifier
-from models.student_nets import ARCHITECTURES, build_student
+from models.student_nets import ARCHITECTURES, build_student, count_parameters
 from models.student_serving import serving_net
 from models.student_tokenizer import load_tokenizer
 
@@ -184,8 +184,9 @@ def load_student(weights: Path, tokenizer: Path, arch: str, config: dict[str, An
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     if precision not in dtypes:
         raise ValueError(f"student precision {precision!r}: fp32 or bf16")
-    net = serving_net(load_student_net(weights, arch, config), dtypes[precision])
-    return StudentClassifier(load_tokenizer(tokenizer), net, max_length)
+    trained = load_student_net(weights, arch, config)
+    return StudentClassifier(load_tokenizer(tokenizer), serving_net(trained, dtypes[precision]), max_length,
+                             trained_parameters=count_parameters(trained))
 
 
 def load_student_net(weights: Path, arch: str, config: dict[str, Any]) -> nn.Module:

@@ -11,6 +11,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
+from models.student_nets import count_parameters
 from models.student_tokenizer import WordIds
 
 
@@ -19,6 +20,12 @@ class StudentClassifier:
     tokenizer: Tokenizer
     net: nn.Module
     max_length: int = 64
+    trained_parameters: int | None = None  # where ``net`` is a served form (a cnn's table is buffers, not parameters)
+
+    @property
+    def parameters(self) -> int:
+        """The trained network's parameter count, whatever form ``net`` is served in."""
+        return count_parameters(self.net) if self.trained_parameters is None else self.trained_parameters
 
     @cached_property
     def word_ids(self) -> WordIds:

@@ -22,7 +22,6 @@ import numpy as np
 from models.bundle import Bundle, load_bundle, load_student
 from models.cascade import calibrated_probs, cascade_predictions
 from models.student import StudentClassifier
-from models.student_nets import count_parameters
 from models.teacher import TeacherClassifier
 from models.training.calibrate import speedup, time_per_record
 from models.training.data import load_dataset
@@ -57,7 +56,7 @@ def evaluate_bundle(bundle_dir: str | Path, data: str, split: str = "test", meas
     teacher = TeacherClassifier.load(bundle.teacher_path, max_length=manifest.max_length, precision="auto", device="auto")
     t_logits = batched_logits(teacher.logits, part.texts, 2048)
     students = bundle_students(bundle)
-    results = {name: {"accuracy": accuracy(batched_logits(s.logits, part.texts), part.labels), "parameters": count_parameters(s.net)} for name, s in students.items()}
+    results = {name: {"accuracy": accuracy(batched_logits(s.logits, part.texts), part.labels), "parameters": s.parameters} for name, s in students.items()}
 
     served_name = manifest.student.arch
     served = students[served_name]

@@ -43,7 +43,7 @@ from models.bundle import (
 )
 from models.cascade import calibrated_probs
 from models.student import StudentClassifier
-from models.student_nets import ARCHITECTURES, build_student, count_parameters
+from models.student_nets import ARCHITECTURES, count_parameters
 from models.teacher import TeacherClassifier, resolve_target
 from models.training.calibrate import (
     choose_threshold,
@@ -288,8 +288,7 @@ def calibrate_stage(cfg: TrainConfig, dataset: TextDataset, students: dict[str, 
         conf = calibrated_probs(s_val, temperature).max(axis=1)
         rows = sweep(conf, s_val.argmax(1), t_val.argmax(1), np.asarray(val.labels), default_thresholds(conf), cost, teacher_cost)
         choice = choose_threshold(rows, teacher_val_acc, cfg.margin, cfg.teacher_budget)
-        # the trained network's, not the served one's: a served cnn holds its weights as a table (buffers)
-        parameters = count_parameters(build_student(arch, info["config"]))
+        parameters = student.parameters  # the trained network's (a served cnn's table is buffers)
         entry = {
             "arch": arch, "config": info["config"], "parameters": parameters,
             "temperature": temperature, "nll_before": nll(s_val, val.labels), "nll_after": nll(s_val, val.labels, temperature),

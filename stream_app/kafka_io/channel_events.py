@@ -45,7 +45,8 @@ class ChannelEvents:
 
     async def drain(self) -> None:
         """Move arriving events here until cancelled (run as a task beside the batches). What the
-        channel throws ends it and is raised by ``fetch`` once the events before it are taken."""
+        channel throws ends it and is raised by ``fetch`` once the events before it are taken: a
+        consumer error, or ``StopAsyncIteration``, Faust's end of the stream (the agent returns)."""
         try:
             await self._drain()
         except Exception as exc:  # noqa: BLE001 - handed to the batch loop, which raises it
