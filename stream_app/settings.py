@@ -115,6 +115,10 @@ class Settings:
     student_batch_wait: float = setting(
         0.1, "Seconds a student batch may wait, counted from when its first record reached the worker (a record that "
         "queued while the previous batch ran has already waited).", positive=True)
+    student_batches_in_flight: int = setting(
+        2, "Student batches processed at once, at least once: the next batch's model call runs while the one "
+        "before waits for the broker's acknowledgements; inputs are still acked in order. Exactly once takes one "
+        "transaction at a time. docs/benchmarks.md.", at_least=1)
     teacher_batch_size: int = setting(64, "Most records per teacher batch (shrunk when batches near the poll interval).", at_least=1)
     teacher_batch_wait: float = setting(
         0.2, "Seconds a teacher batch may wait, counted from when its first request was written (its timestamp, "

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -157,14 +158,22 @@ class AgentBatches:
     gate: RebalanceGate | None = None  # at least once: no batch of a revoked assignment after the rebalance
     generation: Callable[[], int] | None = None  # the consumer's current generation
     health: Health | None = None  # liveness: a batch in flight too long is a stall
+    in_flight: int = 1  # batches processed at once (at least once; exactly once awaits each batch)
     _events: ChannelEvents | None = None
 
     async def consume(self, stream: faust.StreamT) -> None:
         """The agent: Faust's stream is not iterated; its channel's events are taken in bulk
-        (``kafka_io.channel_events``), stamped with their arrival, and batched from there."""
+        (``kafka_io.channel_events``), stamped with their arrival, and batched from there.
+
+        Up to ``in_flight`` batches at once: the next batch is collected and its stage started
+        while the earlier ones wait for the broker. Commit order holds across them: each
+        batch's events are acked only after its own records were acknowledged and after the
+        batch before it was acked (``_ack_in_order``), so a failed batch stops every later ack.
+        """
         events = ChannelEvents(stream, self.size, asyncio.get_running_loop().time)  # bounded: Faust pauses fetching when full
         self._events = events
         drainer = asyncio.ensure_future(events.drain())
+        acks: deque[asyncio.Future] = deque()  # each batch's acks, oldest first
         try:
             while True:  # events.fetch raises what the channel threw (a consumer error)
                 try:
@@ -173,13 +182,31 @@ class AgentBatches:
                     # Faust ends an actor's stream this way (its stop, or an isolated partition's
                     # revocation) and its iterator ends quietly; so does this agent. A batch cut
                     # short here was not acked: its records are read again by the next owner.
+                    while acks:
+                        await acks.popleft()
                     return
-                with self.health.batch() if self.health is not None else contextlib.nullcontext():
-                    acked = await self._batch([event for _, event in stamped])
-                for event in acked:
-                    await stream.ack(event)  # exactly once: bookkeeping only, Faust's commits are off
+                batch = asyncio.ensure_future(self._checked_batch([event for _, event in stamped]))
+                if self.transactions is not None:  # one transaction at a time
+                    await batch
+                acks.append(asyncio.ensure_future(self._ack_in_order(stream, acks[-1] if acks else None, batch)))
+                while len(acks) >= self.in_flight:
+                    await acks.popleft()
         finally:
             drainer.cancel()
+            for pending in acks:
+                pending.cancel()
+
+    async def _checked_batch(self, events: list) -> list:
+        with self.health.batch() if self.health is not None else contextlib.nullcontext():
+            return await self._batch(events)
+
+    @staticmethod
+    async def _ack_in_order(stream: faust.StreamT, before: asyncio.Future | None, batch: asyncio.Future) -> None:
+        acked = await batch
+        if before is not None:
+            await before  # the batch before is acked first; if it failed, this one is never acked
+        for event in acked:
+            await stream.ack(event)  # exactly once: bookkeeping only, Faust's commits are off
 
     async def _batch(self, events: list) -> list:
         """Process one batch; returns the events to ack."""
@@ -259,7 +286,7 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
     if student is None:
         passthrough = AgentBatches(PassthroughStage(settings.output_topic), settings.student_batch_size,
                                    settings.student_batch_wait, StageMeter("passthrough", metrics), send_all,
-                                   on_fatal=fatal, health=health)
+                                   on_fatal=fatal, health=health, in_flight=settings.student_batches_in_flight)
         app.agent(input_topic, name="passthrough")(passthrough.consume)
         StreamOperations(settings, metrics, health).attach(app)
         return app
@@ -273,7 +300,8 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
     send_students = merger.send_student_batch if transactions is None and settings.direct_student_results else send_all
     students = AgentBatches(student, settings.student_batch_size, settings.student_batch_wait, StageMeter("student", metrics),
                             send_students, executor=executor, transactions=transactions, on_fatal=fatal, gate=gate,
-                            generation=lambda: app.consumer_generation_id, health=health)
+                            generation=lambda: app.consumer_generation_id, health=health,
+                            in_flight=settings.student_batches_in_flight)
     app.agent(input_topic, name="student")(students.consume)
     app.task(merger.run)
     StreamOperations(settings, metrics, health, students, bundle).attach(app)
