@@ -43,6 +43,7 @@ from stream_app.kafka_io.clients import compression, faust_credentials, fetch_co
 from stream_app.kafka_io.delivery import Unproducible
 from stream_app.kafka_io.eager_delivery import install_eager_delivery
 from stream_app.kafka_io.internals import tune_faust_fetch
+from stream_app.kafka_io.resume_fetch import wake_fetch_on_resume
 from stream_app.kafka_io.transactions import PartitionTransactions, TransactionFenced
 from stream_app.merge_worker import MergeWorker
 from stream_app.metrics import Metrics, StageMeter
@@ -85,7 +86,8 @@ class _BatchesCommitOffsets(Service):
 class StreamApp(faust.App):
     """The stream worker's app: Faust's consumer fetches with ``fetch_max_wait_s`` and
     ``fetch_min_bytes`` (``kafka_io.internals.tune_faust_fetch``) and hands each record to its
-    stream without a task per record (``kafka_io.eager_delivery``)."""
+    stream without a task per record (``kafka_io.eager_delivery``), and reads a partition again as
+    soon as it resumes it (``kafka_io.resume_fetch``)."""
 
     fetch: Mapping[str, int] = MappingProxyType({})  # each app's own is set by new_app (clients.fetch_config)
 
@@ -93,6 +95,7 @@ class StreamApp(faust.App):
         consumer = super()._new_consumer()
         tune_faust_fetch(consumer, self.fetch)
         install_eager_delivery(consumer)
+        wake_fetch_on_resume(consumer)
         return consumer
 
 

@@ -122,10 +122,16 @@ def build_student_stage(settings: "Settings", bundle: "Bundle", worker: str | No
     """The student stage a bundle and the settings describe (the threshold: the setting's, or the bundle's)."""
     manifest = bundle.manifest
     precision = choose_student_precision(settings.student_precision, manifest.student.arch, manifest.student.config.get("layers", 1))
-    student = bundle.load_student(precision)
-    log.info("student loaded", arch=manifest.student.arch, version=manifest.student.version, precision=precision)
+    if settings.student_process:
+        from stream_app.student_process import StudentProcess  # noqa: PLC0415
+
+        logits: Logits = StudentProcess(bundle.root, precision, settings.torch_threads)
+    else:
+        logits = bundle.load_student(precision).logits
+    log.info("student loaded", arch=manifest.student.arch, version=manifest.student.version, precision=precision,
+             own_process=settings.student_process)
     return StudentStage(
-        logits=student.logits,
+        logits=logits,
         labels=manifest.labels,
         threshold=settings.threshold if settings.threshold >= 0 else manifest.threshold,
         temperature=manifest.temperature,

@@ -88,6 +88,14 @@ INTERNALS: tuple[tuple[str, str, Callable[[], bool]], ...] = (
               and _source_mentions("faust.types.tuples:Message", "self.tracked", "self.generation_id")
               and _source_mentions("faust.streams:Stream", "message.tracked = True", "flow_control.is_active()",
                                    "message.generation_id != self.app.consumer_generation_id"))),
+    ("faust Consumer.on_buffer_drop and ._buffered_partitions, AIOKafkaConsumerThread._consumer and .thread_loop, "
+     "and the active-partition set getmany is given: waking the fetch when a partition resumes (kafka_io.resume_fetch)",
+     "faust-streaming",
+     lambda: (_source_mentions("faust.transport.consumer:Consumer", "def on_buffer_drop(", "self._buffered_partitions")
+              and _source_mentions("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread",
+                                   "self._consumer = self._create_consumer(", "self.thread_loop"))),
+    ("aiokafka Fetcher._fetch_waiters and ._notify: the fetch waiting for records (kafka_io.resume_fetch)", "aiokafka",
+     lambda: _source_mentions("aiokafka.consumer.fetcher:Fetcher", "self._fetch_waiters", "def _notify(")),
     ("aiokafka fetcher.MemoryRecords and PartitionRecords: the fetch-path workarounds", "aiokafka",
      lambda: _has("aiokafka.consumer.fetcher:MemoryRecords")() and _has("aiokafka.consumer.fetcher:PartitionRecords.__init__")()),
     ("aiokafka _DefaultRecordBatchPy._maybe_uncompress and ._buffer: re-parsing odd header names", "aiokafka",

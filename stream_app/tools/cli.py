@@ -56,6 +56,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     from stream_app.kafka_io.topics import ensure_topics
     from stream_app.shutdown import start_shutdown_watchdog
+    from stream_app.startup_heap import freeze_startup_heap
     from stream_app.stream_worker import create_app
     from stream_app.student import build_student_stage
     from stream_app.telemetry import stdlib_logging_config
@@ -85,6 +86,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
             super()._schedule_shutdown(signum)
 
     worker = StreamWorker(app, loglevel=settings.log_level.upper(), logging_config=stdlib_logging_config(settings), quiet=True, redirect_stdouts=False)
+    log.info("startup heap frozen", objects=freeze_startup_heap())  # out of every later full collection
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT; exits the process
     return 0
 
@@ -116,6 +118,9 @@ def cmd_teacher(args: argparse.Namespace) -> int:
         install_signal_handlers(worker)
         await worker.run()
 
+    from stream_app.startup_heap import freeze_startup_heap
+
+    structlog.get_logger("tango.teacher").info("startup heap frozen", objects=freeze_startup_heap())
     try:
         asyncio.run(main())
     except (UndecodableBatch, Unproducible) as exc:

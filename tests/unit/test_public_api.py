@@ -25,7 +25,7 @@ SETTINGS_FIELDS = {
     "teacher_results_topic", "result_partitions", "output_topic", "dlq_topic", "replication_factor",
     "app_id", "teacher_group",
     "bundle", "threshold", "teacher_model", "teacher_precision", "student_precision", "teacher_token_budget", "torch_threads",
-    "student_batch_size", "student_batch_wait", "student_batches_in_flight", "teacher_batch_size", "teacher_batch_wait",
+    "student_batch_size", "student_batch_wait", "student_batches_in_flight", "student_process", "teacher_batch_size", "teacher_batch_wait",
     "merge_batch_size", "merge_batch_wait", "fetch_max_wait_s", "fetch_min_bytes", "merge_fetch_min_bytes",
     "max_poll_interval_s", "session_timeout_s",
     "max_text_chars", "max_id_chars", "max_record_bytes", "dedup_window", "direct_student_results", "processing_guarantee", "compression_type",

@@ -77,3 +77,102 @@ def test_the_stream_ending_ends_the_agent_quietly():
         return stream.acked
 
     assert asyncio.run(scenario()) == [0]
+
+
+def _agent(stage, send, in_flight: int) -> AgentBatches:
+    return AgentBatches(stage, size=2, wait=WAIT_S, meter=StageMeter("student", Metrics(Settings())), send=send,
+                        in_flight=in_flight)
+
+
+def _recording(stage_calls: list[list[int]]):
+    passthrough = PassthroughStage("out")
+
+    def stage(records):
+        stage_calls.append([r.source.offset for r in records])
+        return passthrough(records)
+
+    return stage
+
+
+def test_the_next_batch_runs_while_the_one_before_waits_for_the_broker_and_acks_stay_in_order():
+    """Two batches in flight: batch [2, 3] is processed and produced while batch [0, 1] still waits for
+    its acknowledgements, but none of its events is acked before [0, 1] is (commit order)."""
+    stage_calls: list[list[int]] = []
+    first_acknowledged = asyncio.Event()
+    sent: list[list[int]] = []
+
+    async def send(outputs):
+        offsets = [o.origin.source.offset for o in outputs]
+        sent.append(offsets)
+        if offsets == [0, 1]:
+            await first_acknowledged.wait()  # the broker is slow to acknowledge the first batch
+        return []
+
+    async def scenario():
+        stream = FakeAgentStream()
+        consume = asyncio.ensure_future(_agent(_recording(stage_calls), send, in_flight=2).consume(stream))
+        await stream.deliver([(0.0, 0), (0.0, 1), (0.0, 2), (0.0, 3)])
+        while len(sent) < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        acked_while_first_waits = list(stream.acked)
+        first_acknowledged.set()
+        while len(stream.acked) < 4:
+            await asyncio.sleep(0.01)
+        consume.cancel()
+        return acked_while_first_waits, stream.acked
+
+    acked_while_first_waits, acked = asyncio.run(scenario())
+    assert stage_calls == [[0, 1], [2, 3]] and sent == [[0, 1], [2, 3]]
+    assert acked_while_first_waits == []  # [2, 3] was produced, but waits for [0, 1]
+    assert acked == [0, 1, 2, 3]
+
+
+def test_one_batch_in_flight_waits_for_the_broker_before_the_next():
+    stage_calls: list[list[int]] = []
+    first_acknowledged = asyncio.Event()
+
+    async def send(outputs):
+        if outputs[0].origin.source.offset == 0:
+            await first_acknowledged.wait()
+        return []
+
+    async def scenario():
+        stream = FakeAgentStream()
+        consume = asyncio.ensure_future(_agent(_recording(stage_calls), send, in_flight=1).consume(stream))
+        await stream.deliver([(0.0, 0), (0.0, 1), (0.0, 2), (0.0, 3)])
+        await asyncio.sleep(WAIT_S + 0.05)
+        calls_while_first_waits = list(stage_calls)
+        first_acknowledged.set()
+        while len(stream.acked) < 4:
+            await asyncio.sleep(0.01)
+        consume.cancel()
+        return calls_while_first_waits
+
+    assert asyncio.run(scenario()) == [[0, 1]]
+    assert stage_calls == [[0, 1], [2, 3]]
+
+
+def test_a_failed_batch_stops_the_acks_of_every_batch_after_it():
+    """Batch [0, 1] fails after [2, 3] was produced: the agent fails and acks nothing, so both
+    batches are read again (at least once; the merge drops the repeated results)."""
+    release = asyncio.Event()
+
+    async def send(outputs):
+        if outputs[0].origin.source.offset == 0:
+            await release.wait()
+            raise RuntimeError("the broker went away")
+        release.set()  # the later batch is produced first
+        return []
+
+    async def scenario():
+        stream = FakeAgentStream()
+        consume = asyncio.ensure_future(_agent(PassthroughStage("out"), send, in_flight=2).consume(stream))
+        await stream.deliver([(0.0, 0), (0.0, 1), (0.0, 2), (0.0, 3)])
+        try:
+            await asyncio.wait_for(consume, 2.0)
+        except RuntimeError as exc:
+            return str(exc), stream.acked
+        return "no error", stream.acked
+
+    assert asyncio.run(scenario()) == ("the broker went away", [])
