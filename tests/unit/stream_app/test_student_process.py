@@ -1,0 +1,61 @@
+"""The student's model in a child process (``student_process``): the same logits as in the worker's
+own interpreter, a clear error for what the child cannot do, a new child when one dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from models.bundle import load_bundle
+from models.testing import make_tiny_bundle
+from stream_app.student_process import StudentProcess, StudentProcessError
+
+TEXTS = ["i feel so happy today", "what an awful monday", "", "@someone http://x.co/a #mood 😀"]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return load_bundle(make_tiny_bundle(tmp_path_factory.mktemp("bundle"), TEXTS * 10))
+
+
+@pytest.fixture(scope="module")
+def remote(bundle):
+    process = StudentProcess(bundle.root, "fp32")
+    yield process
+    process.close()
+
+
+def test_the_child_gives_the_logits_the_worker_itself_would(bundle, remote):
+    own = bundle.load_student("fp32").logits(TEXTS)
+    assert np.allclose(remote(TEXTS), own, atol=1e-6)
+    assert remote([]).shape == (0, own.shape[1])
+
+
+def test_a_batch_the_child_cannot_run_is_a_clear_error_and_the_next_one_works(remote):
+    with pytest.raises(StudentProcessError, match="failed the batch"):
+        remote([None])  # not a text: the child's tokenizer raises, the child goes on
+    assert remote(TEXTS[:1]).shape[0] == 1
+
+
+def test_a_child_that_died_is_replaced_and_the_batch_is_asked_again(remote):
+    before = remote.pid
+    os.kill(before, signal.SIGKILL)
+    os.waitpid(before, 0)
+    assert remote(TEXTS).shape[0] == len(TEXTS)
+    assert remote.pid != before
+
+
+def test_a_child_that_cannot_load_its_model_says_why(tmp_path):
+    with pytest.raises(StudentProcessError, match="could not load its model"):
+        StudentProcess(tmp_path / "no-bundle", "fp32")
+
+
+def test_close_stops_the_child(bundle):
+    process = StudentProcess(bundle.root, "fp32")
+    pid = process.pid
+    process.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, 0)  # already reaped
