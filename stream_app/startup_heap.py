@@ -22,3 +22,14 @@ def freeze_startup_heap() -> int:
     gc.collect()  # startup's garbage is freed, not kept forever
     gc.freeze()
     return gc.get_freeze_count()
+
+
+def refreeze_heap() -> int:
+    """After a model reload: unfreeze, collect (what the old model left in reference cycles goes
+    too) and freeze again; one full collection, about 0.1-0.2 s, once per reload.
+
+    >>> refreeze_heap() > 0
+    True
+    """
+    gc.unfreeze()
+    return freeze_startup_heap()

@@ -5,8 +5,9 @@ same process and event loop on its own consumer group of the two result topics.
 
 Commit order (the invariant this module keeps): the agent acks a consumed event only
 after every record its batch produced has been acknowledged by the broker
-(``acks=all``), and Faust commits only acked offsets. A crash therefore never loses a
-record; at worst it redelivers a batch, whose repeated results the merge drops.
+(``acks=all``) and every earlier batch's events were acked, and Faust commits only acked
+offsets. A crash therefore never loses a record; at worst it redelivers the batches in
+flight (``student_batches_in_flight``), whose repeated results the merge drops.
 
 With ``processing_guarantee=exactly_once`` the agent commits instead: each batch is cut
 by consumed partition, and each part's outputs and next offset go in one transaction of

@@ -2,7 +2,8 @@
 
 The exactly-once path, the CLI's shutdown bound, the Faust consumer's fetch settings, its
 eager per-record delivery (``kafka_io.eager_delivery``), the agent's events taken off its
-channel in bulk (``kafka_io.channel_events``) and the fetch-path workarounds below
+channel in bulk (``kafka_io.channel_events``), the fetch woken when a partition resumes
+(``kafka_io.resume_fetch``) and the fetch-path workarounds below
 reach past the libraries' public APIs. Each such use is listed in
 ``INTERNALS`` with the versions it is known to work on (``KNOWN_GOOD``, matching the bounds in
 ``pyproject.toml``); ``check_internals`` fails loudly, naming the internal and the installed
