@@ -197,7 +197,9 @@ class AgentBatches:
                     await acks.popleft()
         finally:
             drainer.cancel()
-            for pending in acks:
+            for pending in acks:  # after a failure or a cancellation: the later batches are not acked
+                if pending.done() and not pending.cancelled():
+                    pending.exception()  # retrieved: the earliest failure is the one raised
                 pending.cancel()
 
     async def _checked_batch(self, events: list) -> list:

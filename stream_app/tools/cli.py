@@ -95,6 +95,7 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     import torch
 
     from stream_app.kafka_io.topics import ensure_topics
+    from stream_app.startup_heap import freeze_startup_heap
     from workers.teacher_stage import TeacherMismatch, build_teacher_stage
     from workers.teacher_worker import TeacherWorker, install_signal_handlers
 
@@ -117,8 +118,6 @@ def cmd_teacher(args: argparse.Namespace) -> int:
         worker = TeacherWorker(settings, stage, bundle=None if settings.teacher_model else bundle)
         install_signal_handlers(worker)
         await worker.run()
-
-    from stream_app.startup_heap import freeze_startup_heap
 
     structlog.get_logger("tango.teacher").info("startup heap frozen", objects=freeze_startup_heap())
     try:

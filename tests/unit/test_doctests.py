@@ -10,7 +10,8 @@ import pytest
 MODULES = ["models.cascade", "stream_app.batching", "stream_app.records", "stream_app.kafka_io.batch_commit",
            "models.teacher", "models.training.calibrate", "models.precision", "stream_app.audit",
            "stream_app.lag_routing", "stream_app.endpoint", "stream_app.tools.bench", "models.training.tango_curve",
-           "models.training.transfer_data", "models.training.stream_knowledge", "models.training.word_vectors"]
+           "models.training.transfer_data", "models.training.stream_knowledge", "models.training.word_vectors",
+           "stream_app.student_process", "stream_app.startup_heap"]
 
 
 @pytest.mark.parametrize("name", MODULES)
