@@ -18,6 +18,7 @@ def freeze_startup_heap() -> int:
 
     >>> freeze_startup_heap() > 0 and gc.get_freeze_count() > 0
     True
+    >>> gc.unfreeze()  # (this example's process goes back to collecting everything)
     """
     gc.collect()  # startup's garbage is freed, not kept forever
     gc.freeze()
@@ -30,6 +31,7 @@ def refreeze_heap() -> int:
 
     >>> refreeze_heap() > 0
     True
+    >>> gc.unfreeze()
     """
     gc.unfreeze()
     return freeze_startup_heap()
