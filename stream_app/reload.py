@@ -21,6 +21,7 @@ import numpy as np
 import structlog
 
 from models.bundle import Bundle, BundleError, load_bundle
+from stream_app.startup_heap import refreeze_heap
 
 log = structlog.get_logger("tango.reload")
 
@@ -49,7 +50,7 @@ class BundleWatch(Generic[Built]):
 
     ``identity(bundle)`` says what the worker serves (a new identity means a reload),
     ``build(bundle)`` (in a thread) loads and checks the new model, ``apply(built, bundle)``
-    (on the loop) switches to it.
+    (on the loop) switches to it; the heap is then frozen again (``startup_heap.refreeze_heap``).
     """
 
     def __init__(self, root: str | Path, current: Bundle, identity: Callable[[Bundle], Hashable],
@@ -84,6 +85,7 @@ class BundleWatch(Generic[Built]):
             return "refused"
         before = self.identity(self.current)
         self.apply(built, bundle)
+        refreeze_heap()  # the new model joins the frozen startup heap; the old one's cycles are collected
         self.current = bundle
         log.info("bundle reloaded", bundle=str(self.root), before=str(before), now=str(self.identity(bundle)))
         self.on_outcome("ok")

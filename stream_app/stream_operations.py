@@ -19,7 +19,6 @@ import structlog
 from stream_app.endpoint import Health, start_endpoint, tick_forever
 from stream_app.lag_routing import DrainRate, LagPolicy, next_threshold
 from stream_app.memory_trim import trim_periodically
-from stream_app.startup_heap import refreeze_heap
 from stream_app.metrics import Metrics
 from stream_app.settings import Settings
 from stream_app.shutdown import log_reload_requests
@@ -63,7 +62,6 @@ class StreamOperations:
         throttled = self.settings.lag_routing and current < self.target
         self.students.stage = dataclasses.replace(stage, threshold=current) if throttled else stage
         self._serving(self.students.stage)
-        refreeze_heap()  # the new model joins the frozen startup heap; the old one's cycles are collected
 
     def policy(self) -> LagPolicy:
         s = self.settings

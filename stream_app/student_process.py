@@ -86,14 +86,14 @@ class StudentProcess:
     def __init__(self, bundle_root: str | Path, precision: str, threads: int = 1, python: str = sys.executable):
         self._command = [python, "-m", "stream_app.student_process", str(bundle_root), precision, str(threads)]
         self._lock = threading.Lock()
-        self._child = self._start()
-        self._finalizer = weakref.finalize(self, _stop, self._child)
+        self._start()
 
     @property
     def pid(self) -> int:
         return self._child.pid
 
-    def _start(self) -> subprocess.Popen:
+    def _start(self) -> None:
+        """Start a child, wait until its model is loaded, and make it this object's."""
         child = subprocess.Popen(self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
             ready = read_frame(child.stdout)
@@ -105,18 +105,18 @@ class StudentProcess:
             _stop(child)
             raise StudentProcessError(f"the student process could not load its model: {ready[1:].decode(errors='replace')}")
         log.info("student process ready", pid=child.pid)
-        return child
+        self._child = child
+        self._finalizer = weakref.finalize(self, _stop, child)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         request = orjson.dumps(list(texts))
         with self._lock:
             try:
                 return decode_logits(self._ask(request))
-            except (EOFError, BrokenPipeError, OSError) as exc:  # the child died: one new one, one more try
+            except (EOFError, OSError) as exc:  # the child died (a broken pipe, an early end): one new one, one more try
                 log.warning("student process lost; starting a new one", pid=self._child.pid, error=repr(exc))
                 self._finalizer()
-                self._child = self._start()
-                self._finalizer = weakref.finalize(self, _stop, self._child)
+                self._start()
                 return decode_logits(self._ask(request))
 
     def _ask(self, request: bytes) -> bytes:

@@ -11,7 +11,6 @@ import structlog
 
 from stream_app.endpoint import start_endpoint, tick_forever
 from stream_app.memory_trim import trim_periodically
-from stream_app.startup_heap import refreeze_heap
 from stream_app.shutdown import log_reload_requests
 
 if TYPE_CHECKING:
@@ -71,7 +70,6 @@ async def watch_bundle(worker: "TeacherWorker") -> None:
     def apply(stage: "TeacherStage", bundle: "Bundle") -> None:
         worker.stage, worker.bundle = stage, bundle
         worker.metrics.serving(str(bundle.root), "", stage.teacher_version)
-        refreeze_heap()  # the new model joins the frozen startup heap; the old one's cycles are collected
 
     def identity(bundle: "Bundle") -> str:
         return bundle.manifest.teacher.version

@@ -52,34 +52,33 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def _tree_files(pid: int, name: str) -> list[str]:
+    """``/proc/<member>/<name>`` of ``pid`` and of each descendant still there (``pid``'s own must be)."""
+    texts = []
+    for member in process_tree(pid):
+        try:
+            texts.append(Path(f"/proc/{member}/{name}").read_text())
+        except OSError:
+            if member == pid:
+                raise
+    return texts
+
+
 def _proc_cpu_s(pid: int) -> float:
     """CPU seconds of ``pid`` and its descendants."""
     import os
 
-    total = 0
-    for member in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            if member == pid:
-                raise
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    ticks = 0
+    for stat in _tree_files(pid, "stat"):
+        fields = stat.rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _proc_rss_mb(pid: int) -> float:
     """Resident memory of ``pid`` and its descendants."""
-    total = 0.0
-    for member in process_tree(pid):
-        try:
-            lines = Path(f"/proc/{member}/status").read_text().splitlines()
-        except OSError:
-            if member == pid:
-                raise
-            continue
-        total += next((int(line.split()[1]) / 1024.0 for line in lines if line.startswith("VmRSS:")), 0.0)
-    return total
+    return sum(next((int(line.split()[1]) / 1024.0 for line in status.splitlines() if line.startswith("VmRSS:")), 0.0)
+               for status in _tree_files(pid, "status"))
 
 
 class Sampler(threading.Thread):

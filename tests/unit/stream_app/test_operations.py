@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import math
 import random
@@ -26,6 +27,7 @@ from stream_app.metrics import Metrics, StageMeter
 from stream_app.records import H_PRODUCED_AT, H_TIER, Incoming, Source, StageResult
 from stream_app.reload import BundleWatch
 from stream_app.settings import Settings
+from stream_app.startup_heap import freeze_startup_heap
 from stream_app.student import build_student_stage
 from tests.unit.stream_app.test_stream_stages import (
     S,
@@ -193,6 +195,25 @@ def test_the_bundle_watch_reloads_a_new_bundle_refuses_a_broken_one_and_ignores_
     assert outcomes == ["refused", "refused", "ok"] and applied == [watch.current.manifest.student.version]
     assert applied[0] != bundle.manifest.student.version
 
+
+
+def test_a_reload_in_a_worker_with_a_frozen_heap_freezes_the_new_model_too(tmp_path, bundle):
+    """Workers freeze their startup heap (``startup_heap``); a reload's new model joins it."""
+    served = tmp_path / "served"
+    shutil.copytree(bundle.root, served)
+    kept = []
+    watch = BundleWatch(served, load_bundle(served), identity=lambda b: b.manifest.student.version,
+                        build=lambda b: [[] for _ in range(1000)], apply=lambda built, b: kept.append(built),
+                        on_outcome=lambda outcome: None)
+    freeze_startup_heap()
+    try:
+        before = gc.get_freeze_count()
+        shutil.rmtree(served)
+        make_tiny_bundle(served, make_texts(100, seed=1), seed=7)  # a new student
+        assert asyncio.run(watch.check()) == "reloaded"
+        assert gc.get_freeze_count() >= before + 1000  # the new "model" (1,000 lists) is frozen
+    finally:
+        gc.unfreeze()
 
 def test_settings_of_the_operations_are_checked():
     with pytest.raises(ValueError, match="metrics_port must be at most 65535"):
