@@ -70,6 +70,7 @@ def add_cli(subparsers) -> None:
     train.add_argument("--student-epochs", type=int, default=0, help="override the students' distillation epochs")
     train.add_argument("--distill-temperature", type=float, default=0.0, help="override the KL temperature (default 2)")
     train.add_argument("--alpha", type=float, default=-1.0, help="override the KL weight on gold records (default 0.5)")
+    train.add_argument("--student-seed", type=int, default=-1, help="seed of the students' distillation alone (default: --seed)")
     train.add_argument("--student-init", default="teacher", choices=("teacher", "random"),
                        help="how the students' word embeddings start: teacher (each word as the fine-tuned teacher reads it, "
                             "projected by PCA) or random")
@@ -171,6 +172,8 @@ def config_from_args(args):
         distill["temperature"] = args.distill_temperature
     if args.alpha >= 0:
         distill["alpha"] = args.alpha
+    if args.student_seed >= 0:
+        distill["seed"] = args.student_seed
     if distill:
         extra["distill"] = {arch: dict(distill) for arch in args.students}
     if args.student_config:

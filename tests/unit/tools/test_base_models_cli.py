@@ -76,3 +76,10 @@ def test_train_student_init_defaults_to_the_teacher_and_takes_random(base_dir):
     assert train_cli.config_from_args(train_args("--student-init", "random")).student_init == "random"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--data", "d", "--student-init", "glove"])
+
+
+def test_train_student_seed_reseeds_only_the_students_distillation():
+    cfg = train_cli.config_from_args(train_args("--students", "mlp,bilstm", "--student-seed", "14"))
+    assert cfg.seed == 13  # the teacher, its soft labels and the transfer set: the stages a rerun reuses
+    assert cfg.extra["distill"] == {"mlp": {"seed": 14}, "bilstm": {"seed": 14}}
+    assert "distill" not in train_cli.config_from_args(train_args()).extra
