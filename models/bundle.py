@@ -30,21 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import load_file, save_file
-from tokenizers import Tokenizer
-from torch import nn
+from typing import TYPE_CHECKING
 
-from models.student import StudentClassifier
-from models.student_nets import ARCHITECTURES, build_student, count_parameters
-from models.student_serving import serving_net
-from models.student_tokenizer import load_tokenizer
+if TYPE_CHECKING:
+    from models.student import StudentClassifier
 
 FORMAT = "tango-bundle/1"
 MANIFEST = "manifest.json"
 STUDENT_WEIGHTS = "student/model.safetensors"
 STUDENT_TOKENIZER = "student/tokenizer.json"
 TEACHER_DIR = "teacher"
+STUDENT_ARCHITECTURES = ("bilstm", "cnn", "mlp")
+"""The ``student.arch`` names a manifest may give: ``models.student_nets.ARCHITECTURES``'s keys, named
+here so that reading a manifest needs no torch (a stream worker whose student runs in a process of
+its own never imports it)."""
 
 
 class BundleError(ValueError):
@@ -137,7 +136,7 @@ def parse_manifest(data: Any, where: str = MANIFEST) -> Manifest:
     _require(isinstance(max_length, int) and max_length > 0, f"{where}: max_length must be a positive integer")
     student, teacher = data.get("student"), data.get("teacher")
     _require(isinstance(student, dict), f"{where}: student must be an object")
-    _require(student.get("arch") in ARCHITECTURES, f"{where}: student.arch must be one of {sorted(ARCHITECTURES)}")
+    _require(student.get("arch") in STUDENT_ARCHITECTURES, f"{where}: student.arch must be one of {list(STUDENT_ARCHITECTURES)}")
     _require(isinstance(student.get("config"), dict), f"{where}: student.config must be an object")
     _require(
         student["config"].get("num_labels") == len(labels),
@@ -173,30 +172,11 @@ class Bundle:
 
     def load_student(self, precision: str = "fp32") -> StudentClassifier:
         """The served student, its weights in ``precision`` (fp32 or bf16; see ``choose_student_precision``)."""
+        from models.student_weights import load_student  # noqa: PLC0415 - torch, only where a student is served
+
         spec = self.manifest.student
         return load_student(self.root / spec.weights, self.root / spec.tokenizer, spec.arch, spec.config, self.manifest.max_length,
                             precision)
-
-
-def load_student(weights: Path, tokenizer: Path, arch: str, config: dict[str, Any], max_length: int,
-                 precision: str = "fp32") -> StudentClassifier:
-    """The student to serve from its safetensors weights and tokenizer file, in ``precision`` (see ``serving_net``)."""
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    if precision not in dtypes:
-        raise ValueError(f"student precision {precision!r}: fp32 or bf16")
-    trained = load_student_net(weights, arch, config)
-    return StudentClassifier(load_tokenizer(tokenizer), serving_net(trained, dtypes[precision]), max_length,
-                             trained_parameters=count_parameters(trained))
-
-
-def load_student_net(weights: Path, arch: str, config: dict[str, Any]) -> nn.Module:
-    """The trained student network as training built it, in fp32 and eval mode."""
-    net = build_student(arch, config)
-    try:
-        net.load_state_dict(load_file(weights))
-    except RuntimeError as exc:
-        raise BundleError(f"{weights}: weights do not fit student config: {exc}") from exc
-    return net.eval()
 
 
 def _check_hashes(root: Path, hashes: dict[str, str]) -> None:
@@ -232,15 +212,6 @@ def load_bundle(root: str | Path, verify_hashes: bool = True) -> Bundle:
         _check_hashes(root, manifest.student.sha256)
         _check_hashes(root, manifest.teacher.sha256)
     return Bundle(root=root, manifest=manifest)
-
-
-def save_student(root: str | Path, net: nn.Module, tokenizer: Tokenizer) -> dict[str, str]:
-    """Write the student's weights and tokenizer into ``root``; returns their sha256 map."""
-    root = Path(root)
-    (root / STUDENT_WEIGHTS).parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, root / STUDENT_WEIGHTS)
-    tokenizer.save(str(root / STUDENT_TOKENIZER))
-    return {name: sha256_file(root / name) for name in (STUDENT_WEIGHTS, STUDENT_TOKENIZER)}
 
 
 def hash_teacher(root: str | Path, teacher_dir: str = TEACHER_DIR) -> dict[str, str]:

@@ -33,13 +33,13 @@ from models.bundle import (
     TeacherSpec,
     hash_teacher,
     load_bundle,
-    save_student,
     write_manifest,
 )
 from models.cascade import calibrated_probs
 from models.student import StudentClassifier
 from models.student_nets import build_student
 from models.student_tokenizer import train_tokenizer
+from models.student_weights import save_student
 
 
 def _teacher_tokenizer(texts: Sequence[str]) -> PreTrainedTokenizerFast:

@@ -28,10 +28,11 @@ import warnings
 import numpy as np
 import torch
 
-from models.bundle import load_bundle, load_student_net
+from models.bundle import load_bundle
 from models.student_nets import count_parameters
 from models.student_serving import ServedBiLSTM, ServedCNN, serving_net
 from models.student_tokenizer import WordIds
+from models.student_weights import load_student_net
 from stream_app.memory_trim import resident_bytes
 from stream_app.settings import CACHE_DIR
 from stream_app.tools.runner import default_dataset, load_split

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from models.bundle import Bundle, load_bundle, load_student
+from models.bundle import Bundle, load_bundle
 from models.cascade import calibrated_probs, cascade_predictions
 from models.student import StudentClassifier
+from models.student_weights import load_student
 from models.teacher import TeacherClassifier
 from models.training.calibrate import speedup, time_per_record
 from models.training.data import load_dataset

@@ -38,11 +38,11 @@ from models.bundle import (
     StudentSpec,
     load_bundle,
     parse_manifest,
-    save_student,
 )
 from models.cascade import calibrated_probs, cascade_predictions
 from models.student import StudentClassifier
 from models.student_nets import count_parameters
+from models.student_weights import save_student
 from models.teacher import TeacherClassifier
 from models.training.calibrate import (
     choose_threshold,

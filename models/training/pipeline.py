@@ -36,14 +36,13 @@ from models.bundle import (
     TeacherSpec,
     hash_teacher,
     load_bundle,
-    load_student,
-    save_student,
     sha256_file,
     write_manifest,
 )
 from models.cascade import calibrated_probs
 from models.student import StudentClassifier
 from models.student_nets import ARCHITECTURES, count_parameters
+from models.student_weights import load_student, save_student
 from models.teacher import TeacherClassifier, resolve_target
 from models.training.calibrate import (
     choose_threshold,

@@ -51,7 +51,6 @@ def _load_bundle(settings: Settings):
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    import torch
     from faust.worker import Worker
 
     from stream_app.kafka_io.topics import ensure_topics
@@ -64,7 +63,10 @@ def cmd_stream(args: argparse.Namespace) -> int:
     settings = _settings(args)
     install_fetch_workarounds()  # checks the library internals first: a moved one stops us here, plainly
     check_connection(settings)  # fail fast, with a plain message, on a bad broker address or credentials
-    torch.set_num_threads(settings.torch_threads)
+    if not (args.passthrough or settings.student_process):  # else torch stays out of this process: the child runs the model
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     ensure_topics(settings)
     log = structlog.get_logger("tango.stream")
     if args.passthrough:

@@ -69,7 +69,7 @@ def test_a_student_loads_in_bf16_weights_and_still_returns_float32_logits(bundle
     import torch
     from safetensors.torch import save_file
 
-    from models.bundle import load_student
+    from models.student_weights import load_student
     from models.student_nets import build_student
 
     bundle = load_bundle(bundle_dir)
@@ -85,3 +85,10 @@ def test_a_student_loads_in_bf16_weights_and_still_returns_float32_logits(bundle
     assert np.abs(a - b).max() < 0.05  # bf16 keeps about 3 significant digits
     with pytest.raises(ValueError, match="fp32 or bf16"):
         load_student(tmp_path / "bilstm.safetensors", tokenizer, "bilstm", config, 16, precision="int8")
+
+
+def test_the_manifest_knows_every_student_architecture_without_torch():
+    from models.bundle import STUDENT_ARCHITECTURES
+    from models.student_nets import ARCHITECTURES
+
+    assert sorted(STUDENT_ARCHITECTURES) == sorted(ARCHITECTURES)

@@ -59,3 +59,26 @@ def test_close_stops_the_child(bundle):
     process.close()
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, 0)  # already reaped
+
+
+def test_a_stream_worker_whose_student_runs_in_a_child_never_imports_torch(bundle):
+    """The point of the setting's memory: the worker's own interpreter stays without torch (a fresh one
+    here: this test's has it). It reads the bundle, starts the child, builds its app and asks once."""
+    import subprocess
+    import sys
+
+    program = (
+        "import sys\n"
+        "from models.bundle import load_bundle\n"
+        "from stream_app.settings import Settings\n"
+        "from stream_app.stream_worker import create_app\n"
+        "from stream_app.student import build_student_stage\n"
+        f"bundle = load_bundle({str(bundle.root)!r})\n"
+        "stage = build_student_stage(Settings(student_process=True), bundle)\n"
+        "create_app(Settings(student_process=True), stage, bundle)\n"
+        "assert stage.logits(['a text']).shape == (1, len(bundle.manifest.labels))\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('torch', 'transformers')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
