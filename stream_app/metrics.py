@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -31,7 +31,8 @@ METRIC_NAMES = (
     "tango_consumer_lag_records", "tango_rebalances_total", "tango_bundle_info", "tango_reloads_total",
     "tango_shadow_audited_total", "tango_shadow_agreed_total", "tango_shadow_agreement",
     "tango_shadow_agreement_low", "tango_shadow_agreement_high", "tango_routed_by_version_total",
-    "tango_shadow_by_version_total",
+    "tango_shadow_by_version_total", "tango_student_process_cpu_seconds_total",
+    "tango_student_process_resident_memory_bytes",
 )
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -139,6 +140,12 @@ class Metrics:
         self.shadow_high = Gauge("tango_shadow_agreement_high", "Upper end of the agreement's 95% Wilson interval.", registry=r)
         for unknown in (self.shadow_agreement, self.shadow_low, self.shadow_high):
             unknown.set(float("nan"))  # until a teacher worker audits: not 0, which would read as "never agrees"
+
+    def watch_student_process(self, pid: Callable[[], int]) -> None:
+        """Export the student's child process (``student_process``) as ``tango_student_process_*``: its CPU
+        seconds and resident memory, which ``process_*`` (this process alone) leave out. ``pid`` is asked at
+        every scrape, so a child started anew (a reload, a restart) is the one measured."""
+        ProcessCollector(namespace="tango_student", pid=pid, registry=self.registry)  # tango_student_process_*
 
     def serving(self, bundle: str, student_version: str, teacher_version: str = "") -> None:
         self.bundle.info({"bundle": bundle, "student_version": student_version, "teacher_version": teacher_version})

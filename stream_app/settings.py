@@ -106,8 +106,9 @@ class Settings:
         one_of=STUDENT_PRECISIONS,
     )
     student_process: bool = setting(
-        False, "Run the stream worker's student model in a child process of its own, so that the model and the "
-        "event loop do not share one interpreter lock. docs/benchmarks.md.")
+        True, "Run the stream worker's student model in a child process of its own, so that the model and the "
+        "event loop do not share one interpreter lock and the worker itself never imports torch; false runs it "
+        "on a thread of the worker. docs/benchmarks.md.")
     teacher_token_budget: int = setting(
         0, "Padded tokens per teacher forward pass; texts are sorted by length and chunked. 0 chooses by device: "
         "1024 on a CPU (measured 1.5-2x cheaper per tweet than 4096 here), 16384 on a GPU.", at_least=0)

@@ -22,6 +22,7 @@ from stream_app.memory_trim import trim_periodically
 from stream_app.metrics import Metrics
 from stream_app.settings import Settings
 from stream_app.shutdown import log_reload_requests
+from stream_app.student_process import StudentProcess
 
 if TYPE_CHECKING:
     import faust
@@ -43,6 +44,8 @@ class StreamOperations:
         self.target = students.stage.threshold if students is not None else 0.0
         if students is not None:
             self._serving(students.stage)
+            if isinstance(students.stage.logits, StudentProcess):  # its CPU and memory are not this process's
+                metrics.watch_student_process(lambda: self.students.stage.logits.pid)
 
     # --- the threshold and the student in use ---------------------------------------------
     def _serving(self, stage: "StudentStage") -> None:
@@ -129,7 +132,7 @@ class StreamOperations:
                      teacher_lag=lag, teacher_drain_per_s=round(drain_per_s, 1), at=round(time.time(), 3))
 
     async def watch_bundle(self) -> None:
-        from stream_app.reload import BundleWatch, check_predictions  # noqa: PLC0415 - imports torch
+        from stream_app.reload import BundleWatch, check_predictions  # noqa: PLC0415 - a worker with a student only
         from stream_app.student import build_student_stage  # noqa: PLC0415
 
         worker = self.students.stage.worker

@@ -11,12 +11,15 @@ lock, while the child tokenises and runs the network.
 Protocol: length-prefixed frames (``<I``) over the child's stdin and stdout. A request is the
 batch's texts as a JSON list; a reply is ``b"L"``, rows and columns (``<II``) and the float32
 logits, or ``b"E"`` and the error's text. The child first replies ``b"R"`` once its model is
-loaded, and exits at the end of its stdin: when its parent closes it, or dies.
+loaded, and exits at the end of its stdin: when its parent closes it, or dies. It ignores SIGINT
+and SIGTERM, which a terminal or a process group's stop also sends it, so that a worker draining
+its last batches still has its model.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -144,6 +147,8 @@ def _stop(child: subprocess.Popen, timeout_s: float = 5.0) -> None:
 
 def serve(bundle_root: str, precision: str, threads: int) -> int:
     """The child: load the student, then answer each request until stdin ends."""
+    for stop in (signal.SIGINT, signal.SIGTERM):  # a terminal's ^C or a group's SIGTERM: the worker decides
+        signal.signal(stop, signal.SIG_IGN)  # when its child ends (its input closes), after its last batch
     channel_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything else printed goes to the worker's log, not into the replies
     channel_in = os.fdopen(os.dup(0), "rb")

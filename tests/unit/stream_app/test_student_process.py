@@ -73,6 +73,7 @@ def test_a_stream_worker_whose_student_runs_in_a_child_never_imports_torch(bundl
         "from stream_app.settings import Settings\n"
         "from stream_app.stream_worker import create_app\n"
         "from stream_app.student import build_student_stage\n"
+        "import stream_app.reload  # the reload watch every stream worker with a bundle runs\n"
         f"bundle = load_bundle({str(bundle.root)!r})\n"
         "stage = build_student_stage(Settings(student_process=True), bundle)\n"
         "create_app(Settings(student_process=True), stage, bundle)\n"
@@ -82,3 +83,27 @@ def test_a_stream_worker_whose_student_runs_in_a_child_never_imports_torch(bundl
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_workers_metrics_export_the_childs_cpu_and_memory(remote):
+    from prometheus_client import generate_latest
+
+    from stream_app.metrics import Metrics
+    from stream_app.settings import Settings
+
+    metrics = Metrics(Settings())
+    metrics.watch_student_process(lambda: remote.pid)
+    exported = {line.split(" ")[0]: float(line.split(" ")[1]) for line in generate_latest(metrics.registry).decode().splitlines()
+                if line.startswith("tango_student_process_")}
+    assert exported["tango_student_process_resident_memory_bytes"] > 10e6  # the child's torch, not nothing
+    assert exported["tango_student_process_cpu_seconds_total"] > 0
+
+
+def test_the_child_outlasts_a_stop_signal_meant_for_its_worker(remote):
+    """^C in a terminal, or a SIGTERM to the process group, reaches the child too: the worker, still
+    draining its batches, decides when the child ends (by closing its input)."""
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        os.kill(remote.pid, stop)
+    pid = remote.pid
+    assert remote(TEXTS).shape[0] == len(TEXTS)
+    assert remote.pid == pid  # answered by the same child, not a replacement
