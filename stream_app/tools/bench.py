@@ -26,12 +26,13 @@ import argparse
 import json
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
 
 from stream_app.settings import add_setting_flags, settings_from_args
-from stream_app.tools.runner import Collected, LocalRun
+from stream_app.tools.runner import Collected, LocalRun, Replayed
 
 CONFIGS = ("passthrough", "student", "teacher", "cascade-1", "cascade-2")
 
@@ -150,7 +151,7 @@ def measure(run: LocalRun, consumer, items, gold, pids, timeout: float, rate: fl
     sampler = Sampler(pids)
     sampler.start()
     started = run.send(items, rate=rate)
-    collected = run.collect(consumer, set(gold), timeout=timeout, into=Collected(keep_results=False))
+    collected = run.collect(consumer, gold, timeout=timeout, into=Collected(keep_results=False))
     memory = sampler.stop()
     per_process = cost_per_1k(cpu_before, cpu_seconds(pids), len(gold))
     return {"collected": collected, "started": started, "memory": memory, "cpu_s_per_1k_by_process": per_process,
@@ -179,7 +180,7 @@ def run_config(config: str, args, settings, texts, labels, logs: Path) -> dict:
         if args.steady or args.soak:
             seconds = parse_duration(args.soak) if args.soak else args.steady_seconds
             rate = args.steady_fraction * summary["throughput"]
-            steady = [(f"s{i}", texts[i % len(texts)]) for i in range(max(1, int(rate * seconds)))]
+            steady = Replayed(texts, max(1, int(rate * seconds)), prefix="s")  # made as sent: a soak sends millions
             print(f"[bench] {config}: steady load at {rate:.0f} records/s ({args.steady_fraction:.0%} of "
                   f"{summary['throughput']:.0f}) for {seconds:.0f} s", flush=True)
             phase = measure(run, consumer, steady, _gold(steady, labels), pids, args.timeout + seconds, rate=rate)
@@ -190,7 +191,9 @@ def run_config(config: str, args, settings, texts, labels, logs: Path) -> dict:
         run.stop()
 
 
-def _gold(items, labels) -> dict[str, int]:
+def _gold(items, labels) -> Mapping[str, int]:
+    if isinstance(items, Replayed):
+        return items.gold(labels)
     return {tweet_id: labels[i % len(labels)] for i, (tweet_id, _) in enumerate(items)}
 
 

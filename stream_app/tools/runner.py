@@ -14,7 +14,7 @@ import time
 import uuid
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +84,54 @@ class Collected:
         }
 
 
+class Replayed(Sequence):
+    """``count`` (id, text) pairs that replay ``texts`` in turn, ids ``prefix0``, ``prefix1``, ...,
+    made when asked for: a soak's millions of records are never all in memory at once.
+
+    >>> items = Replayed(["a", "b"], 3, prefix="s")
+    >>> list(items), len(items), items.gold([0, 1])["s2"], "s3" in items.gold([0, 1])
+    ([('s0', 'a'), ('s1', 'b'), ('s2', 'a')], 3, 0, False)
+    """
+
+    def __init__(self, texts: Sequence[str], count: int, prefix: str):
+        self.texts, self.count, self.prefix = texts, count, prefix
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i):  # an index only; slices are not needed here
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        return f"{self.prefix}{i}", self.texts[i % len(self.texts)]
+
+    def gold(self, labels: Sequence[int]) -> "ReplayedGold":
+        """Each id's gold label, ``labels`` being the texts' own."""
+        return ReplayedGold(self, labels)
+
+
+class ReplayedGold(Mapping):
+    """The gold labels of a ``Replayed``'s ids, read off the id itself."""
+
+    def __init__(self, items: Replayed, labels: Sequence[int]):
+        self.items, self.labels = items, labels
+
+    def _index(self, tweet_id: object) -> int:
+        prefix = self.items.prefix
+        if isinstance(tweet_id, str) and tweet_id.startswith(prefix) and tweet_id[len(prefix):].isdigit():
+            if (i := int(tweet_id[len(prefix):])) < len(self.items):
+                return i
+        raise KeyError(tweet_id)
+
+    def __getitem__(self, tweet_id: str) -> int:
+        return self.labels[self._index(tweet_id) % len(self.labels)]
+
+    def __iter__(self) -> Iterator[str]:
+        return (tweet_id for tweet_id, _ in self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
 class LocalRun:
     def __init__(self, settings: Settings, bundle: str | Path, logs: Path, tag: str = "run", overrides: dict[str, str] | None = None):
         self.id = f"{tag}-{uuid.uuid4().hex[:6]}"
@@ -145,11 +193,13 @@ class LocalRun:
                 process.kill()
                 process.wait()
 
-    def send(self, items: list[tuple[str, str]], rate: float = 0.0) -> float:
+    def send(self, items: Sequence[tuple[str, str]], rate: float = 0.0) -> float:
         """Send (id, text) pairs to the input topic as fast as the client can, or at ``rate`` per
         second; returns when the first was sent.
 
-        aiokafka rather than kafka-python: the benchmark's producer must not be its bottleneck.
+        aiokafka rather than kafka-python: the benchmark's producer must not be its bottleneck. As
+        fast as it can, every record is encoded first; at a rate, each one when it is due, so that a
+        soak's records are not all held at once.
         """
         import asyncio
 
@@ -157,7 +207,8 @@ class LocalRun:
 
         from stream_app.kafka_io.clients import aiokafka_config
 
-        values = [(tweet_id.encode(), orjson.dumps({"id": tweet_id, "text": text})) for tweet_id, text in items]
+        encoded = ((tweet_id.encode(), orjson.dumps({"id": tweet_id, "text": text})) for tweet_id, text in items)
+        values = encoded if rate > 0 else list(encoded)
 
         async def produce() -> float:
             producer = AIOKafkaProducer(acks="all", linger_ms=10, max_batch_size=256 * 1024, **aiokafka_config(self.settings))
@@ -188,13 +239,13 @@ class LocalRun:
         consumer.poll(timeout_ms=100)
         return consumer
 
-    def collect(self, consumer, ids: set[str], timeout: float, into: Collected | None = None) -> Collected:
+    def collect(self, consumer, ids: Collection[str], timeout: float, into: Collected | None = None) -> Collected:
         """Read the output until every id in ``ids`` arrived (or ``timeout``)."""
         collected = into if into is not None else Collected()
         seen = set(collected.ids)
-        missing = set(ids) - seen
+        arrived = sum(1 for tweet_id in seen if tweet_id in ids)  # of ids: counted, not a copy of them
         deadline = time.monotonic() + timeout
-        while missing and time.monotonic() < deadline:
+        while arrived < len(ids) and time.monotonic() < deadline:
             for part in consumer.poll(timeout_ms=500, max_records=50_000).values():
                 for record in part:
                     result = orjson.loads(record.value)
@@ -204,11 +255,11 @@ class LocalRun:
                     if result["id"] in seen:
                         continue
                     seen.add(result["id"])
-                    missing.discard(result["id"])
+                    arrived += result["id"] in ids
                     collected.add(result, record.timestamp / 1000.0)
             self.check_alive()
-        if missing:
-            raise TimeoutError(f"{len(missing)} of {len(ids)} results missing after {timeout}s")
+        if arrived < len(ids):
+            raise TimeoutError(f"{len(ids) - arrived} of {len(ids)} results missing after {timeout}s")
         return collected
 
     def group_members(self, group: str) -> int:
