@@ -19,6 +19,10 @@ Layout::
 
 Versions (``student.version``, ``teacher.version``) are derived from the weight hashes,
 so a result names exactly the weights that decided it.
+
+Reading and checking a bundle needs no torch; the student's weights are loaded (and saved) by
+``models.student_weights``, so a stream worker whose student runs in a child process never
+imports torch.
 """
 
 from __future__ import annotations
@@ -28,9 +32,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from models.student import StudentClassifier
