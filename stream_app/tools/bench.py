@@ -169,36 +169,32 @@ def run_config(config: str, args, settings, texts, labels, logs: Path) -> dict:
             run.wait_teachers(teachers)
         consumer = run.consumer()
         # warm-up: loads the models, joins the groups, fills the caches; not measured
-        warm = [(f"warm-{i}", texts[i % len(texts)]) for i in range(args.warmup)]
+        warm = Replayed(texts, args.warmup, prefix="warm-")
         run.send(warm)
-        run.collect(consumer, {w[0] for w in warm}, timeout=args.timeout)
+        run.collect(consumer, warm.gold(labels), timeout=args.timeout)
         pids = {name: p.pid for name, p in run.processes.items()}
         if args.broker_pid:
             pids["broker"] = args.broker_pid
-        items = [(f"r{i}", texts[i % len(texts)]) for i in range(args.records)]
-        summary = _summary(config, measure(run, consumer, items, _gold(items, labels), pids, args.timeout), items, labels)
+        items = Replayed(texts, args.records, prefix="r")  # records and gold labels made as sent and read
+        gold = items.gold(labels)
+        summary = _summary(config, measure(run, consumer, items, gold, pids, args.timeout), gold)
         if args.steady or args.soak:
             seconds = parse_duration(args.soak) if args.soak else args.steady_seconds
             rate = args.steady_fraction * summary["throughput"]
-            steady = Replayed(texts, max(1, int(rate * seconds)), prefix="s")  # made as sent: a soak sends millions
+            steady = Replayed(texts, max(1, int(rate * seconds)), prefix="s")  # a soak sends millions
             print(f"[bench] {config}: steady load at {rate:.0f} records/s ({args.steady_fraction:.0%} of "
                   f"{summary['throughput']:.0f}) for {seconds:.0f} s", flush=True)
-            phase = measure(run, consumer, steady, _gold(steady, labels), pids, args.timeout + seconds, rate=rate)
-            summary["steady"] = {"rate": round(rate, 1), "seconds": seconds, **_summary(config, phase, steady, labels)}
+            gold = steady.gold(labels)
+            phase = measure(run, consumer, steady, gold, pids, args.timeout + seconds, rate=rate)
+            summary["steady"] = {"rate": round(rate, 1), "seconds": seconds, **_summary(config, phase, gold)}
         consumer.close()
         return summary
     finally:
         run.stop()
 
 
-def _gold(items, labels) -> Mapping[str, int]:
-    if isinstance(items, Replayed):
-        return items.gold(labels)
-    return {tweet_id: labels[i % len(labels)] for i, (tweet_id, _) in enumerate(items)}
-
-
-def _summary(config: str, measured: dict, items, labels) -> dict:
-    summary = measured["collected"].summary(_gold(items, labels), measured["started"])
+def _summary(config: str, measured: dict, gold: Mapping[str, int]) -> dict:
+    summary = measured["collected"].summary(gold, measured["started"])
     memory = measured["memory"]
     summary.update(cpu_s_per_1k=measured["cpu_s_per_1k"], cpu_s_per_1k_by_process=measured["cpu_s_per_1k_by_process"],
                    peak_rss_mb={name: m["peak"] for name, m in memory.items()}, memory=memory)
