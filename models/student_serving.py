@@ -9,14 +9,19 @@ served BiLSTM:
 - sorts the batch's rows by length and cuts them into chunks of ``CHUNK_ROWS`` rows, each run
   only as wide as its longest row (rounded up to ``WIDTH_STEP``), so little padding enters the
   kernel (``length_chunks``);
-- runs each direction as its own one-way LSTM: the forward one over the right-padded ids,
-  the backward one over each row's valid tokens reversed (``reversed_rows``), so padding only
-  ever follows a row's tokens, where the mask drops it;
-- max-pools each direction over the valid positions. The max does not depend on the order of
-  the time steps, so the reversed run pools to what the packed backward direction gives.
+- runs both directions in one call of the kernel over the right-padded ids, with padding made
+  inert: its word vector has one more column, 1 for padding and 0 for every word, whose input
+  weight shuts the input and forget gates (``CLOSED``). A padding step therefore leaves a zero
+  state at zero, so the backward direction, which meets a row's padding first, reaches the
+  row's last token from the zero state as the packed network does; in the forward direction the
+  padding after a row only feeds steps the mask drops. For a word the extra column adds zero:
+  the gates are the trained network's;
+- max-pools both directions over the valid positions.
 
 In fp32 the logits equal the packed network's to float rounding (tests/unit/models/
-test_student_serving.py); in bf16 they are rounded as the precision rounds them.
+test_student_serving.py); in bf16 they are rounded as the precision rounds them. One call for
+both directions took 24 CPU-µs a tweet against 28 for two one-way calls (bf16, emotion test
+batches of 256, docs/models.md).
 
 A ``CNNStudent``'s convolution is linear in its word vectors, so the served cnn folds the two
 into one table, ``taps[word, tap]``: that word's contribution to a window it sits at position
@@ -64,24 +69,37 @@ def length_chunks(lengths: torch.Tensor, rows: int = CHUNK_ROWS, step: int = WID
     return order, ((longest + step - 1) // step * step).tolist()
 
 
-def reversed_rows(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Each row's first ``length`` ids in reverse order, right-padded with ``PAD_ID`` as before.
+CLOSED = -1.0e4
+"""The input and forget gates' weight on the padding column: their sigmoid is 0 in fp32 and bf16
+(the kernel computes gates in fp32), so a padding step sets the cell to 0 × c + 0 × g."""
 
-    >>> reversed_rows(torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]]), torch.tensor([3, 2])).tolist()
-    [[7, 6, 5, 0], [9, 8, 0, 0]]
+
+def inert_padding_lstm(lstm: nn.LSTM, embedding: nn.Embedding) -> tuple[nn.Embedding, nn.LSTM]:
+    """``embedding`` with a padding column and a copy of one-layer ``lstm`` that reads it (see the module).
+
+    >>> torch.manual_seed(0) and None
+    >>> words, lstm = inert_padding_lstm(nn.LSTM(3, 2, bidirectional=True), nn.Embedding(5, 3, padding_idx=PAD_ID))
+    >>> words.weight[PAD_ID].tolist(), words.weight[1, 3].item()
+    ([0.0, 0.0, 0.0, 1.0], 0.0)
+    >>> with torch.no_grad():
+    ...     states, _ = lstm(words(torch.tensor([[PAD_ID, PAD_ID]])))
+    >>> states.abs().max().item()
+    0.0
     """
-    steps = torch.arange(ids.shape[1]).unsqueeze(0)
-    valid = steps < lengths.unsqueeze(1)
-    source = (lengths.unsqueeze(1) - 1 - steps).clamp(min=0)
-    return torch.where(valid, ids.gather(1, source), torch.full_like(ids, PAD_ID))
-
-
-def _one_direction(lstm: nn.LSTM, suffix: str) -> nn.LSTM:
-    single = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True)
+    hidden, size = lstm.hidden_size, lstm.input_size
+    vectors = F.pad(embedding.weight.detach(), (0, 1))
+    vectors[PAD_ID] = 0.0
+    vectors[PAD_ID, size] = 1.0
+    served = nn.LSTM(size + 1, hidden, batch_first=True, bidirectional=lstm.bidirectional)
     with torch.no_grad():
-        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-            getattr(single, name).copy_(getattr(lstm, name + suffix))
-    return single
+        for suffix in ("", "_reverse") if lstm.bidirectional else ("",):
+            weight = getattr(served, "weight_ih_l0" + suffix)
+            weight.zero_()
+            weight[:, :size] = getattr(lstm, "weight_ih_l0" + suffix)
+            weight[: 2 * hidden, size] = CLOSED  # rows: the input gate, then the forget gate
+            for name in ("weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+                getattr(served, name + suffix).copy_(getattr(lstm, name + suffix))
+    return nn.Embedding.from_pretrained(vectors, freeze=True), served
 
 
 class ServedBiLSTM(nn.Module):
@@ -91,9 +109,7 @@ class ServedBiLSTM(nn.Module):
         super().__init__()
         if net.lstm.num_layers != 1 or not net.lstm.bidirectional:
             raise ValueError("ServedBiLSTM serves a one-layer bidirectional LSTM")
-        self.embedding = copy.deepcopy(net.embedding)
-        self.forward_lstm = _one_direction(net.lstm, "")
-        self.backward_lstm = _one_direction(net.lstm, "_reverse")
+        self.embedding, self.lstm = inert_padding_lstm(net.lstm, net.embedding)
         self.out = copy.deepcopy(net.out)
         self.to(dtype).eval()
 
@@ -105,19 +121,15 @@ class ServedBiLSTM(nn.Module):
         lengths = (padded != PAD_ID).sum(dim=1)
         order, widths = length_chunks(lengths)
         ids, lengths = padded[order], lengths[order]
-        dtype, hidden = self.out.weight.dtype, self.forward_lstm.hidden_size
+        dtype = self.out.weight.dtype
         # additive mask: 0 on a row's tokens, -inf after them, so amax pools the valid steps only
         padding = torch.zeros((total, width, 1), dtype=dtype).masked_fill_(
             (torch.arange(width) >= lengths.unsqueeze(1)).unsqueeze(-1), float("-inf"))
-        backwards = reversed_rows(ids, lengths)
-        pooled = torch.empty(total, 2 * hidden, dtype=dtype)
+        pooled = torch.empty(total, 2 * self.lstm.hidden_size, dtype=dtype)
         for chunk, steps in enumerate(widths):
             rows = slice(chunk * CHUNK_ROWS, (chunk + 1) * CHUNK_ROWS)
-            ahead, _ = self.forward_lstm(self.embedding(ids[rows, :steps]))  # embedded as wide as the chunk runs
-            behind, _ = self.backward_lstm(self.embedding(backwards[rows, :steps]))
-            mask = padding[rows, :steps]
-            torch.amax(ahead + mask, dim=1, out=pooled[rows, :hidden])
-            torch.amax(behind + mask, dim=1, out=pooled[rows, hidden:])
+            states, _ = self.lstm(self.embedding(ids[rows, :steps]))  # embedded as wide as the chunk runs
+            torch.amax(states + padding[rows, :steps], dim=1, out=pooled[rows])
         pooled.masked_fill_((lengths == 0).unsqueeze(1), 0.0)  # a row without tokens pools to zeros
         unsorted = torch.empty_like(pooled)
         unsorted[order] = pooled

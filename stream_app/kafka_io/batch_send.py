@@ -81,20 +81,24 @@ class BatchSender:
                 headers = list(o.headers)
                 if batch.append(key=o.key, value=o.value, timestamp=None, headers=headers) is None:
                     if members:  # full: send it and start the next
-                        sent.append((await self.producer.send_batch(batch, topic, partition=partition), members))
+                        sent.append((await self._send_batch(batch, topic, partition), members))
                     batch, members = self.producer.create_batch(), []
                     if batch.append(key=o.key, value=o.value, timestamp=None, headers=headers) is None:
                         unbatched.append(i)
                         continue
                 members.append(i)
             if members:
-                sent.append((await self.producer.send_batch(batch, topic, partition=partition), members))
+                sent.append((await self._send_batch(batch, topic, partition), members))
         results = await asyncio.gather(*(future for future, _ in sent), return_exceptions=True)
         failed = unbatched + [i for (_, members), result in zip(sent, results) if isinstance(result, BaseException)
                               for i in members]
         if not failed:
             return []
         return await produce_checked(self._send_one, [outputs[i] for i in sorted(failed)], self.dlq_topic)
+
+    async def _send_batch(self, batch, topic: str, partition: int) -> asyncio.Future:
+        batch.close()  # complete: aiokafka sends a closed batch at once instead of lingering (linger_ms) for more
+        return await self.producer.send_batch(batch, topic, partition=partition)
 
     async def _send_one(self, o: Output) -> asyncio.Future:
         return await self.producer.send(o.topic, key=o.key, value=o.value, headers=list(o.headers) or None, partition=o.partition)

@@ -11,7 +11,8 @@ MODULES = ["models.cascade", "stream_app.batching", "stream_app.records", "strea
            "models.teacher", "models.training.calibrate", "models.precision", "stream_app.audit",
            "stream_app.lag_routing", "stream_app.endpoint", "stream_app.tools.bench", "models.training.tango_curve",
            "models.training.transfer_data", "models.training.stream_knowledge", "models.training.word_vectors",
-           "stream_app.student_process", "stream_app.startup_heap", "stream_app.tools.runner"]
+           "stream_app.student_process", "stream_app.startup_heap", "stream_app.tools.runner",
+           "models.student_serving"]
 
 
 @pytest.mark.parametrize("name", MODULES)

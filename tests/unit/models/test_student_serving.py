@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from models.student_nets import BiLSTMStudent, CNNStudent, MLPStudent
 from models.student_serving import (
@@ -11,8 +12,8 @@ from models.student_serving import (
     WIDTH_STEP,
     ServedBiLSTM,
     ServedCNN,
+    inert_padding_lstm,
     length_chunks,
-    reversed_rows,
     serving_net,
 )
 from models.student_tokenizer import PAD_ID
@@ -90,19 +91,31 @@ def test_length_chunks_sort_every_row_once_and_cover_its_length():
 
 def test_the_kernel_sees_whole_chunks_of_whole_width_steps(bilstm, monkeypatch):
     served, shapes = ServedBiLSTM(bilstm), set()
-    run = served.forward_lstm.forward
-    monkeypatch.setattr(served.forward_lstm, "forward", lambda x: shapes.add(tuple(x.shape[:2])) or run(x))
+    run = served.lstm.forward
+    monkeypatch.setattr(served.lstm, "forward", lambda x: shapes.add(tuple(x.shape[:2])) or run(x))
     with torch.inference_mode():
         for lengths in ([5], [3, 9, 1] * 15, [(5 * i) % 63 + 1 for i in range(77)]):
             served(right_padded(lengths))
     assert shapes and all(rows == CHUNK_ROWS and steps % WIDTH_STEP == 0 for rows, steps in shapes)
 
 
-def test_reversed_rows_keep_padding_at_the_end():
-    ids = right_padded([4, 1, 6])
-    flipped = reversed_rows(ids, (ids != PAD_ID).sum(1))
-    assert torch.equal(flipped != PAD_ID, ids != PAD_ID)
-    assert torch.equal(reversed_rows(flipped, (ids != PAD_ID).sum(1)), ids)
+def test_a_row_gives_the_same_logits_however_much_padding_its_chunk_adds(bilstm):
+    # the backward direction meets a row's padding first: padding must leave its zero state at zero
+    row = right_padded([6])
+    beside_a_long_row = right_padded([6, 64], seed=0)
+    beside_a_long_row[0] = F.pad(row[0], (0, 58), value=PAD_ID)
+    served = ServedBiLSTM(bilstm)
+    with torch.inference_mode():
+        torch.testing.assert_close(served(beside_a_long_row)[:1], served(row), rtol=1e-6, atol=1e-6)
+
+
+def test_the_padding_column_shuts_the_input_and_forget_gates_and_adds_nothing_to_a_word(bilstm):
+    words, lstm = inert_padding_lstm(bilstm.lstm, bilstm.embedding)
+    hidden, size = bilstm.lstm.hidden_size, bilstm.lstm.input_size
+    assert torch.equal(words.weight[1:, :size], bilstm.embedding.weight[1:]) and not words.weight[1:, size].any()
+    for suffix in ("", "_reverse"):
+        column = getattr(lstm, "weight_ih_l0" + suffix)[:, size]
+        assert (column[: 2 * hidden] < -1e3).all() and not column[2 * hidden:].any()
 
 
 @pytest.mark.parametrize("width", [1, 3, 5])

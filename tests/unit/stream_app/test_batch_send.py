@@ -9,6 +9,8 @@ from collections import Counter
 
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder, MessageBatch
+from aiokafka.structs import TopicPartition
 
 from stream_app.kafka_io.batch_send import BatchSender
 from stream_app.records import Incoming, Output, Source
@@ -16,7 +18,10 @@ from stream_app.records import Incoming, Output, Source
 
 class FakeBatch:
     def __init__(self, capacity: int):
-        self.records, self.capacity = [], capacity
+        self.records, self.capacity, self.closed = [], capacity, False
+
+    def close(self):
+        self.closed = True
 
     def append(self, *, key, value, timestamp, headers):
         if len(self.records) >= self.capacity:
@@ -44,6 +49,7 @@ class FakeProducer:
         return FakeBatch(self.capacity)
 
     async def send_batch(self, batch, topic, *, partition):
+        assert batch.closed, "a batch is complete when it is sent: closed, so aiokafka does not linger for more"
         self.batches.append((topic, partition, batch.records))
         return acknowledged(refused=partition == self.refuse_partition)
 
@@ -109,3 +115,17 @@ def test_an_output_with_its_own_partition_goes_there_and_the_others_by_their_key
     refused = FakeProducer(capacity=100, refuse_partition=3)
     asyncio.run(BatchSender(lambda: refused, "dlq").send(sent[1:2]))
     assert refused.single_partitions == [3]
+
+
+def test_aiokafka_sends_a_closed_batch_at_once_and_lets_an_open_one_linger():
+    # what BatchSender relies on: its batches are closed before send_batch, so the producer's
+    # linger_ms (kept for produce_checked's record-by-record retries) never delays them
+    async def waiting(closed: bool) -> float | None:  # a MessageBatch makes its futures on the running loop
+        builder = BatchBuilder(1 << 16, 0)
+        builder.append(key=b"k", value=b"v", timestamp=None)
+        if closed:
+            builder.close()
+        return MessageBatch(TopicPartition("out", 0), builder, ttl=30, linger_time=60.0).remaining_linger()
+
+    assert asyncio.run(waiting(closed=True)) is None
+    assert asyncio.run(waiting(closed=False)) > 59
