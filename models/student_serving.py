@@ -20,8 +20,8 @@ served BiLSTM:
 
 In fp32 the logits equal the packed network's to float rounding (tests/unit/models/
 test_student_serving.py); in bf16 they are rounded as the precision rounds them. One call for
-both directions took 24 CPU-µs a tweet against 28 for two one-way calls (bf16, emotion test
-batches of 256, docs/models.md).
+both directions took 25.8 CPU-µs a tweet against 29.7 for two one-way calls (bf16, one thread,
+emotion test batches of 256, docs/models.md).
 
 A ``CNNStudent``'s convolution is linear in its word vectors, so the served cnn folds the two
 into one table, ``taps[word, tap]``: that word's contribution to a window it sits at position
@@ -70,8 +70,8 @@ def length_chunks(lengths: torch.Tensor, rows: int = CHUNK_ROWS, step: int = WID
 
 
 CLOSED = -1.0e4
-"""The input and forget gates' weight on the padding column: their sigmoid is 0 in fp32 and bf16
-(the kernel computes gates in fp32), so a padding step sets the cell to 0 × c + 0 × g."""
+"""The input and forget gates' weight on the padding column: their sigmoid underflows to 0 in fp32
+and bf16, so a padding step sets the cell to 0 × c + 0 × g and the state to o × tanh(0) = 0."""
 
 
 def inert_padding_lstm(lstm: nn.LSTM, embedding: nn.Embedding) -> tuple[nn.Embedding, nn.LSTM]:
