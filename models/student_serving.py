@@ -75,7 +75,8 @@ and bf16, so a padding step sets the cell to 0 × c + 0 × g and the state to o 
 
 
 def inert_padding_lstm(lstm: nn.LSTM, embedding: nn.Embedding) -> tuple[nn.Embedding, nn.LSTM]:
-    """``embedding`` with a padding column and a copy of one-layer ``lstm`` that reads it (see the module).
+    """``embedding`` with a padding column and a copy of one-layer bidirectional ``lstm`` that reads it
+    (see the module).
 
     >>> torch.manual_seed(0) and None
     >>> words, lstm = inert_padding_lstm(nn.LSTM(3, 2, bidirectional=True), nn.Embedding(5, 3, padding_idx=PAD_ID))
@@ -90,13 +91,12 @@ def inert_padding_lstm(lstm: nn.LSTM, embedding: nn.Embedding) -> tuple[nn.Embed
     vectors = F.pad(embedding.weight.detach(), (0, 1))
     vectors[PAD_ID] = 0.0
     vectors[PAD_ID, size] = 1.0
-    served = nn.LSTM(size + 1, hidden, batch_first=True, bidirectional=lstm.bidirectional)
+    column = torch.zeros(4 * hidden, 1)
+    column[: 2 * hidden] = CLOSED  # rows: the input gate, then the forget gate (then the cell and output gates)
+    served = nn.LSTM(size + 1, hidden, batch_first=True, bidirectional=True)
     with torch.no_grad():
-        for suffix in ("", "_reverse") if lstm.bidirectional else ("",):
-            weight = getattr(served, "weight_ih_l0" + suffix)
-            weight.zero_()
-            weight[:, :size] = getattr(lstm, "weight_ih_l0" + suffix)
-            weight[: 2 * hidden, size] = CLOSED  # rows: the input gate, then the forget gate
+        for suffix in ("", "_reverse"):
+            getattr(served, "weight_ih_l0" + suffix).copy_(torch.cat([getattr(lstm, "weight_ih_l0" + suffix), column], dim=1))
             for name in ("weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
                 getattr(served, name + suffix).copy_(getattr(lstm, name + suffix))
     return nn.Embedding.from_pretrained(vectors, freeze=True), served
