@@ -3,8 +3,8 @@
 A trained ``BiLSTMStudent`` packs its batch (``pack_padded_sequence``) so that padding never
 reaches the backward direction. On a CPU the packed path runs torch's generic per-step loop
 and spends about a third of its time gathering and scattering the packed rows; an unpacked
-batch runs oneDNN's fused LSTM kernel instead, which also has a bf16 path on AMX. So the
-served BiLSTM:
+batch runs oneDNN's fused LSTM kernel instead, which also has a bf16 path on AMX. In bf16 the
+served BiLSTM (``ServedBiLSTM``):
 
 - sorts the batch's rows by length and cuts them into chunks of ``CHUNK_ROWS`` rows, each run
   only as wide as its longest row (rounded up to ``WIDTH_STEP``), so little padding enters the
@@ -22,6 +22,11 @@ In fp32 the logits equal the packed network's to float rounding (tests/unit/mode
 test_student_serving.py); in bf16 they are rounded as the precision rounds them. One call for
 both directions took 25.8 CPU-µs a tweet against 29.7 for two one-way calls (bf16, one thread,
 emotion test batches of 256, docs/models.md).
+
+In fp32 the kernel is slower than a plain loop of torch calls over the time steps on a CPU
+without AVX-512 (57-66 against 39-45 CPU-µs a tweet, same batches, an AVX2 machine), so fp32 is
+served by ``SteppedBiLSTM``: rows sorted longest first, each word's gate inputs one row of a table,
+both directions in one batched product per step (see the class).
 
 A ``CNNStudent``'s convolution is linear in its word vectors, so the served cnn folds the two
 into one table, ``taps[word, tap]``: that word's contribution to a window it sits at position
@@ -136,6 +141,82 @@ class ServedBiLSTM(nn.Module):
         return self.out(unsorted[total - count:])
 
 
+class SteppedBiLSTM(nn.Module):
+    """A one-layer ``BiLSTMStudent``'s inference in fp32: one short run of torch calls per time step.
+
+    oneDNN's fp32 LSTM kernel is slow on a CPU without AVX-512 (57-66 CPU-µs a tweet on an AVX2
+    machine, emotion test batches of 256, one thread: docs/models.md): it reorders its weights at
+    every call and runs each chunk's small matrix products one step at a time. Here:
+
+    - the batch's rows are sorted longest first, so the rows that have a token at step ``t`` are
+      the first ``active[t]`` rows, and finished rows simply drop off the end (as packing does);
+    - each word's input to the gates (its vector times the input weights, plus both biases) is one
+      row of a table per direction, gathered once per batch for the valid tokens only, time-major,
+      so each step's rows are contiguous; the backward direction reads each row from its last token;
+    - both directions' recurrent products are one batched matrix product per step;
+    - ``tanh(x) = 2 sigmoid(2x) - 1``: the cell gate's weights are doubled and the cell state is
+      kept doubled, so one sigmoid covers all four gates and another the state (torch's tanh costs
+      about three times its sigmoid per element on AVX2);
+    - the max-pool is updated for the running rows only, so it covers each row's valid steps.
+
+    The logits equal the packed network's to float rounding (tests/unit/models/test_student_serving.py).
+    """
+
+    def __init__(self, net: BiLSTMStudent):
+        super().__init__()
+        lstm = net.lstm
+        if lstm.num_layers != 1 or not lstm.bidirectional:
+            raise ValueError("SteppedBiLSTM serves a one-layer bidirectional LSTM")
+        hidden = self.hidden = lstm.hidden_size
+        doubled = torch.ones(4 * hidden, 1)
+        doubled[2 * hidden: 3 * hidden] = 2.0  # the cell gate's rows (gates: input, forget, cell, output)
+        words = net.embedding.weight.detach().float()
+        tables, recurrent = [], []
+        with torch.no_grad():
+            for suffix in ("", "_reverse"):
+                weights = getattr(lstm, "weight_ih_l0" + suffix).float() * doubled
+                bias = (getattr(lstm, "bias_ih_l0" + suffix) + getattr(lstm, "bias_hh_l0" + suffix)).float() * doubled[:, 0]
+                tables.append(torch.addmm(bias, words, weights.T))
+                recurrent.append((getattr(lstm, "weight_hh_l0" + suffix).float() * doubled).T)
+        self.register_buffer("forward_table", tables[0].contiguous())  # [vocabulary, 4 × hidden]
+        self.register_buffer("backward_table", tables[1].contiguous())
+        self.register_buffer("recurrent", torch.stack(recurrent).contiguous())  # [direction, hidden, 4 × hidden]
+        self.out = copy.deepcopy(net.out).float().eval()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        count, width = ids.shape
+        hidden = self.hidden
+        lengths = (ids != PAD_ID).sum(dim=1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        ids, lengths = ids[order], lengths[order]
+        steps = torch.arange(width)
+        valid = (steps < lengths.unsqueeze(1)).T  # [step, row]: at each step a prefix of the rows
+        reversed_ids = ids.gather(1, (lengths.unsqueeze(1) - 1 - steps).clamp(min=0))  # each row from its last token
+        forward_ids, backward_ids = ids.T[valid], reversed_ids.T[valid]  # time-major, valid tokens only
+        inputs = torch.empty(2, forward_ids.shape[0], 4 * hidden)
+        torch.index_select(self.forward_table, 0, forward_ids, out=inputs[0])
+        torch.index_select(self.backward_table, 0, backward_ids, out=inputs[1])
+        state = torch.zeros(2, count, hidden)
+        cell = torch.zeros(2, count, hidden)  # twice the cell state (see the class)
+        pooled = torch.full((2, count, hidden), float("-inf"))
+        start = 0
+        for running in valid.sum(dim=1).tolist():
+            if running == 0:
+                break
+            gates = torch.sigmoid(torch.baddbmm(inputs[:, start: start + running], state[:, :running], self.recurrent))
+            start += running
+            in_gate, forget, cell_gate, out_gate = gates.split(hidden, dim=2)
+            cell = forget * cell[:, :running]  # c' = f c' + 2 i (2 sigmoid(2g) - 1), with c' = 2c
+            cell.addcmul_(in_gate, cell_gate, value=4.0).sub_(in_gate, alpha=2.0)
+            state = out_gate * torch.sigmoid(cell).mul_(2.0).sub_(1.0)  # o tanh(c)
+            pooled_running = pooled[:, :running]
+            torch.maximum(pooled_running, state, out=pooled_running)
+        pooled = torch.cat((pooled[0], pooled[1]), dim=1).masked_fill_((lengths == 0).unsqueeze(1), 0.0)
+        unsorted = torch.empty_like(pooled)
+        unsorted[order] = pooled  # a row without tokens pools to zeros, as the trained network's does
+        return self.out(unsorted)
+
+
 class ServedCNN(nn.Module):
     """A ``CNNStudent``'s inference over the batch's tokens only, its convolution folded into a table
     of each word's contribution at each tap (see the module)."""
@@ -167,10 +248,10 @@ class ServedCNN(nn.Module):
 
 
 def serving_net(net: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """The network to serve ``net`` with in ``dtype``: a ``ServedBiLSTM`` or ``ServedCNN`` (a copy) where one
-    fits, else ``net`` itself, cast in place."""
+    """The network to serve ``net`` with in ``dtype``: for a one-layer BiLSTM a ``SteppedBiLSTM`` in fp32
+    and a ``ServedBiLSTM`` otherwise, for a cnn a ``ServedCNN`` (copies), else ``net`` itself, cast in place."""
     if isinstance(net, BiLSTMStudent) and net.lstm.num_layers == 1:
-        return ServedBiLSTM(net, dtype)
+        return SteppedBiLSTM(net) if dtype == torch.float32 else ServedBiLSTM(net, dtype)
     if isinstance(net, CNNStudent):
         return ServedCNN(net, dtype)
     return net.to(dtype).eval()

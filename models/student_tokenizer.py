@@ -89,10 +89,14 @@ def _probes(char: str) -> str:
 
 
 _NFKC = normalizers.NFKC()
+_MISSING = -1  # a word that is not in the vocabulary (ids are never negative)
 _CONTEXT_CASED = frozenset("\u03a3")  # capital sigma: lower-cased by its neighbours (final sigma), so never probed alone
 
 MAX_KNOWN_CHARS = 65_536
 """Non-ASCII characters whose verdict ``WordIds`` keeps; once full, texts with a new one go to the library."""
+
+MAX_MISSING_WORDS = 65_536
+"""Words missing from the vocabulary whose ids ``WordIds`` keeps; once full, new ones are split each time."""
 
 
 class WordIds:
@@ -135,17 +139,58 @@ class WordIds:
         fits = _same_pipeline(tokenizer) and not any(token.normalized for token in added)
         self.vocab: dict[str, int] | None = tokenizer.get_vocab() if fits else None
         self.known: dict[str, bool] = {}  # non-ASCII character -> split here as the library splits it (probed once)
+        self.missing: dict[str, list[int]] = {}  # word not in the vocabulary -> its ids (never changed once kept)
 
     def tokens(self, text: str) -> list[str] | None:
         """The words the pipeline splits ``text`` into (before the vocabulary), or ``None`` where the
         library must split it."""
+        text = self._here(text)
+        return None if text is None else self._split(text)
+
+    def ids(self, text: str, max_length: int) -> list[int] | None:
+        """``text``'s ids, at most ``max_length``, or ``None`` where the library must split it.
+
+        The ids of ``tokens(text)``, found with one dict lookup for most words: a word that is itself
+        in the vocabulary is one token (each entry is one match of ``_TOKEN``, and a match alone
+        matches whole again), and a word of letters and digits that is not is ``[UNK]``; only the
+        rest are split with ``_TOKEN``. The URL and mention patterns run only on texts that could
+        hold one."""
+        text = self._here(text)
+        if text is None:
+            return None
+        if "http" in text or "www." in text:
+            text = _URL_RE.sub(" <url> ", text)
+        if "@" in text:
+            text = _MENTION_RE.sub(" <user> ", text)
+        words = text.lower().split()
+        id_of, missing = self.vocab.get, _MISSING  # locals: looked up once, not once a word
+        found = [id_of(word, missing) for word in words]
+        if missing in found:
+            found = self._split_missing(words, found)
+        return found[:max_length]
+
+    def _split_missing(self, words: list[str], found: list[int]) -> list[int]:
+        """``found`` with each word missing from the vocabulary replaced by its ids (kept for the next
+        time, up to ``MAX_MISSING_WORDS`` words): ``[UNK]`` for letters and digits, else its tokens'."""
+        missing = self.missing
+        for at in reversed([at for at, id_ in enumerate(found) if id_ == _MISSING]):  # from the end: splices keep earlier places
+            word = words[at]
+            ids = missing.get(word)
+            if ids is None:
+                ids = [self.unk] if word.isalnum() else [self.vocab.get(token, self.unk) for token in _TOKEN_RE.findall(word)]
+                if len(missing) < MAX_MISSING_WORDS:
+                    missing[word] = ids
+            found[at:at + 1] = ids
+        return found
+
+    def _here(self, text: str) -> str | None:
+        """``text`` as this class splits it (NFKC-normalised where it is not plain ASCII), or ``None``
+        where the library must split it."""
         if self.vocab is None or (self.added is not None and self.added.search(text)):
             return None
         if _PLAIN.fullmatch(text) is None:
-            text = self._normal(text)
-            if text is None:
-                return None
-        return self._split(text)
+            return self._normal(text)
+        return text
 
     def _normal(self, text: str) -> str | None:
         """A text that is not plain ASCII, NFKC-normalised by the library, if each of its non-ASCII
@@ -175,14 +220,15 @@ class WordIds:
     def __call__(self, texts: Sequence[str], max_length: int) -> np.ndarray:
         """Token ids, right-padded with ``PAD_ID``, each row cut at ``max_length``; whitespace-only and
         empty texts become a single ``[UNK]``, so every row has a token."""
-        words = [self.tokens(text) for text in texts]
-        rest = [i for i, w in enumerate(words) if w is None]
-        by_library = dict(zip(rest, self.tokenizer.encode_batch([texts[i] for i in rest], add_special_tokens=False))) if rest else {}
-        vocab, unk = self.vocab, self.unk
+        rows = [self.ids(text, max_length) for text in texts]
+        rest = [i for i, row in enumerate(rows) if row is None]
+        if rest:
+            for i, encoding in zip(rest, self.tokenizer.encode_batch([texts[i] for i in rest], add_special_tokens=False)):
+                rows[i] = encoding.ids[:max_length]
+        unk = self.unk
         flat: list[int] = []
         lengths: list[int] = []
-        for i, row in enumerate(words):
-            ids = by_library[i].ids[:max_length] if row is None else [vocab.get(w, unk) for w in row[:max_length]]
+        for ids in rows:
             flat.extend(ids or (unk,))
             lengths.append(len(ids) or 1)
         counts = np.array(lengths, dtype=np.int64)

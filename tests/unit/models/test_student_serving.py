@@ -1,4 +1,4 @@
-"""The served BiLSTM and cnn give the trained networks' logits, for every mix of lengths a stream sends."""
+"""The served BiLSTMs and cnn give the trained networks' logits, for every mix of lengths a stream sends."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from models.student_serving import (
     WIDTH_STEP,
     ServedBiLSTM,
     ServedCNN,
+    SteppedBiLSTM,
     inert_padding_lstm,
     length_chunks,
     serving_net,
@@ -35,22 +36,43 @@ def bilstm() -> BiLSTMStudent:
 
 @pytest.mark.parametrize("lengths", [[1], [5, 5, 5], [1, 17, 3, 64, 16, 33, 2], [0, 4], list(range(1, 70, 3)),
                                      [(7 * i) % 65 for i in range(3 * CHUNK_ROWS + 5)]])
-def test_fp32_logits_equal_the_packed_network(bilstm, lengths):
+@pytest.mark.parametrize("served_as", [ServedBiLSTM, SteppedBiLSTM])
+def test_fp32_logits_equal_the_packed_network(bilstm, lengths, served_as):
     ids = right_padded(lengths)
     with torch.inference_mode():
-        expected, served = bilstm(ids), ServedBiLSTM(bilstm)(ids)
+        expected, served = bilstm(ids), served_as(bilstm)(ids)
     assert served.shape == expected.shape
     torch.testing.assert_close(served, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_the_backward_direction_sees_each_row_reversed(bilstm):
+@pytest.mark.parametrize("served_as", [ServedBiLSTM, SteppedBiLSTM])
+def test_the_backward_direction_sees_each_row_reversed(bilstm, served_as):
     # one row, two orders of its tokens: a network that ignored the backward weights, or read
     # padding before a row's last token, would not follow the packed one on both
     ids = torch.tensor([[3, 9, 4, 0, 0, 0], [4, 9, 3, 0, 0, 0]])
     with torch.no_grad():
         bilstm.lstm.weight_hh_l0_reverse.mul_(3.0)
+        bilstm.lstm.bias_ih_l0_reverse.add_(0.5)
     with torch.inference_mode():
-        torch.testing.assert_close(ServedBiLSTM(bilstm)(ids), bilstm(ids), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(served_as(bilstm)(ids), bilstm(ids), rtol=1e-5, atol=1e-5)
+
+
+def test_fp32_is_served_stepwise_and_bf16_by_the_kernel(bilstm):
+    assert isinstance(serving_net(bilstm), SteppedBiLSTM)
+    assert isinstance(serving_net(bilstm, torch.bfloat16), ServedBiLSTM)
+
+
+def test_the_stepped_bilstm_keeps_its_saturated_gates_and_large_states_exact():
+    # large weights drive the sigmoids to 0 and 1 and the cells far from 0: 2 sigmoid(2x) - 1 must
+    # still be tanh there
+    torch.manual_seed(3)
+    net = BiLSTMStudent(vocab_size=30, num_labels=3, embed_dim=6, hidden_dim=5).eval()
+    with torch.no_grad():
+        for parameter in net.lstm.parameters():
+            parameter.mul_(8.0)
+    ids = right_padded([40, 1, 7, 25], vocab=30, seed=2)
+    with torch.inference_mode():
+        torch.testing.assert_close(SteppedBiLSTM(net)(ids), net(ids), rtol=1e-5, atol=1e-5)
 
 
 def test_bf16_keeps_the_labels_of_fp32(bilstm):
@@ -74,8 +96,9 @@ def test_other_networks_are_served_as_they_are():
     assert serving_net(mlp) is mlp
     stacked = BiLSTMStudent(vocab_size=50, num_labels=3, embed_dim=8, hidden_dim=8, layers=2)
     assert serving_net(stacked) is stacked
-    with pytest.raises(ValueError, match="one-layer"):
-        ServedBiLSTM(stacked)
+    for served_as in (ServedBiLSTM, SteppedBiLSTM):
+        with pytest.raises(ValueError, match="one-layer"):
+            served_as(stacked)
 
 
 def test_length_chunks_sort_every_row_once_and_cover_its_length():
