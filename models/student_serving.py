@@ -200,12 +200,13 @@ class SteppedBiLSTM(nn.Module):
         cell = torch.zeros(2, count, hidden)  # twice the cell state (see the class)
         pooled = torch.full((2, count, hidden), float("-inf"))
         start = 0
+        gate_columns = [slice(gate * hidden, (gate + 1) * hidden) for gate in range(4)]  # input, forget, cell, output
         for running in valid.sum(dim=1).tolist():
             if running == 0:
                 break
-            gates = torch.sigmoid(torch.baddbmm(inputs[:, start: start + running], state[:, :running], self.recurrent))
+            gates = torch.baddbmm(inputs[:, start: start + running], state[:, :running], self.recurrent).sigmoid_()
             start += running
-            in_gate, forget, cell_gate, out_gate = gates.split(hidden, dim=2)
+            in_gate, forget, cell_gate, out_gate = (gates[..., gate] for gate in gate_columns)
             cell = forget * cell[:, :running]  # c' = f c' + 2 i (2 sigmoid(2g) - 1), with c' = 2c
             cell.addcmul_(in_gate, cell_gate, value=4.0).sub_(in_gate, alpha=2.0)
             state = out_gate * torch.sigmoid(cell).mul_(2.0).sub_(1.0)  # o tanh(c)

@@ -9,7 +9,8 @@ library alone), then one JSON line per variant: milliseconds per batch of 256 (m
 microseconds per record, the share of test labels equal to fp32's and the accuracy on the test
 split. The variants run the network as training built it (a BiLSTM packs its batch) in each
 precision, and a BiLSTM or a cnn also as the workers serve it ("served fp32", "served bf16":
-``models/student_serving.py``). ``--memory N`` instead runs N batches of the shapes a stream sees
+``models/student_serving.py``; a BiLSTM also "served fp32, kernel": fp32 through oneDNN's kernel, as
+bf16 is served). ``--memory N`` instead runs N batches of the shapes a stream sees
 (1-256 tweets of 3-64 tokens, seeded) through the served student in fp32 and in bf16, each in a
 fresh process, and prints the resident memory as it goes.
 """
@@ -30,7 +31,7 @@ import torch
 
 from models.bundle import load_bundle
 from models.student_nets import count_parameters
-from models.student_serving import ServedBiLSTM, ServedCNN, serving_net
+from models.student_serving import ServedBiLSTM, ServedCNN, SteppedBiLSTM, serving_net
 from models.student_tokenizer import WordIds
 from models.student_weights import load_student_net
 from stream_app.memory_trim import resident_bytes
@@ -70,8 +71,10 @@ def variants(trained: torch.nn.Module):
     out = {"fp32": run(trained), "bf16 autocast": bf16_autocast, "bf16 weights": run(build_copy(trained).to(torch.bfloat16)),
            "int8 dynamic": run(int8_net)}
     served = serving_net(build_copy(trained))
-    if isinstance(served, (ServedBiLSTM, ServedCNN)):  # an MLP is served as it is: the rows above
+    if isinstance(served, (SteppedBiLSTM, ServedCNN)):  # an MLP is served as it is: the rows above
         out.update({"served fp32": run(served), "served bf16": run(serving_net(build_copy(trained), torch.bfloat16))})
+    if isinstance(served, SteppedBiLSTM):  # fp32 through oneDNN's kernel, as bf16 is served
+        out["served fp32, kernel"] = run(ServedBiLSTM(build_copy(trained)))
     return out
 
 
