@@ -24,7 +24,7 @@ both directions took 25.8 CPU-µs a tweet against 29.7 for two one-way calls (bf
 emotion test batches of 256, docs/models.md).
 
 In fp32 the kernel is slower than a plain loop of torch calls over the time steps on a CPU
-without AVX-512 (57-66 against 39-45 CPU-µs a tweet, same batches, an AVX2 machine), so fp32 is
+without AVX-512 (51-57 against 38-40 CPU-µs a tweet, same batches, an AVX2 machine), so fp32 is
 served by ``SteppedBiLSTM``: rows sorted longest first, each word's gate inputs one row of a table,
 both directions in one batched product per step (see the class).
 
@@ -144,9 +144,10 @@ class ServedBiLSTM(nn.Module):
 class SteppedBiLSTM(nn.Module):
     """A one-layer ``BiLSTMStudent``'s inference in fp32: one short run of torch calls per time step.
 
-    oneDNN's fp32 LSTM kernel is slow on a CPU without AVX-512 (57-66 CPU-µs a tweet on an AVX2
-    machine, emotion test batches of 256, one thread: docs/models.md): it reorders its weights at
-    every call and runs each chunk's small matrix products one step at a time. Here:
+    oneDNN's fp32 LSTM kernel is slow on a CPU without AVX-512 (51-57 CPU-µs a tweet on an AVX2
+    machine against 38-40 for this class, emotion test batches of 256, one thread: docs/models.md):
+    it reorders its weights at every call and runs each chunk's small matrix products one step at a
+    time. Here:
 
     - the batch's rows are sorted longest first, so the rows that have a token at step ``t`` are
       the first ``active[t]`` rows, and finished rows simply drop off the end (as packing does);
