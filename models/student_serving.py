@@ -169,6 +169,7 @@ class SteppedBiLSTM(nn.Module):
         if lstm.num_layers != 1 or not lstm.bidirectional:
             raise ValueError("SteppedBiLSTM serves a one-layer bidirectional LSTM")
         hidden = self.hidden = lstm.hidden_size
+        self.gate_columns = [slice(gate * hidden, (gate + 1) * hidden) for gate in range(4)]  # input, forget, cell, output
         doubled = torch.ones(4 * hidden, 1)
         doubled[2 * hidden: 3 * hidden] = 2.0  # the cell gate's rows (gates: input, forget, cell, output)
         words = net.embedding.weight.detach().float()
@@ -201,13 +202,12 @@ class SteppedBiLSTM(nn.Module):
         cell = torch.zeros(2, count, hidden)  # twice the cell state (see the class)
         pooled = torch.full((2, count, hidden), float("-inf"))
         start = 0
-        gate_columns = [slice(gate * hidden, (gate + 1) * hidden) for gate in range(4)]  # input, forget, cell, output
         for running in valid.sum(dim=1).tolist():
             if running == 0:
                 break
             gates = torch.baddbmm(inputs[:, start: start + running], state[:, :running], self.recurrent).sigmoid_()
             start += running
-            in_gate, forget, cell_gate, out_gate = (gates[..., gate] for gate in gate_columns)
+            in_gate, forget, cell_gate, out_gate = (gates[..., gate] for gate in self.gate_columns)
             cell = forget * cell[:, :running]  # c' = f c' + 2 i (2 sigmoid(2g) - 1), with c' = 2c
             cell.addcmul_(in_gate, cell_gate, value=4.0).sub_(in_gate, alpha=2.0)
             state = out_gate * torch.sigmoid(cell).mul_(2.0).sub_(1.0)  # o tanh(c)

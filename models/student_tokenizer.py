@@ -99,6 +99,22 @@ MAX_MISSING_WORDS = 65_536
 """Words missing from the vocabulary whose ids ``WordIds`` keeps; once full, new ones are split each time."""
 
 
+def _words(text: str) -> list[str]:
+    """``text``'s whitespace-separated words once URLs and mentions are placeholders, lower-cased (the
+    URL and mention patterns run only on texts that could hold one)."""
+    if "http" in text or "www." in text:
+        text = _URL_RE.sub(" <url> ", text)
+    if "@" in text:
+        text = _MENTION_RE.sub(" <user> ", text)
+    return text.lower().split()
+
+
+def _word_tokens(word: str) -> list[str]:
+    """The tokens of one word: itself if it is letters and digits (the common case: ASCII letters and
+    digits are ``\\w``), else its matches of ``_TOKEN``."""
+    return [word] if word.isalnum() else _TOKEN_RE.findall(word)
+
+
 class WordIds:
     """The ids ``tokenizer`` gives each text, one batch at a time.
 
@@ -152,20 +168,14 @@ class WordIds:
 
         The ids of ``tokens(text)``, found with one dict lookup for most words: a word that is itself
         in the vocabulary is one token (each entry is one match of ``_TOKEN``, and a match alone
-        matches whole again), and a word of letters and digits that is not is ``[UNK]``; only the
-        rest are split with ``_TOKEN``. The URL and mention patterns run only on texts that could
-        hold one."""
+        matches whole again); only the other words are split (``_word_tokens``)."""
         text = self._here(text)
         if text is None:
             return None
-        if "http" in text or "www." in text:
-            text = _URL_RE.sub(" <url> ", text)
-        if "@" in text:
-            text = _MENTION_RE.sub(" <user> ", text)
-        words = text.lower().split()
-        id_of, missing = self.vocab.get, _MISSING  # locals: looked up once, not once a word
-        found = [id_of(word, missing) for word in words]
-        if missing in found:
+        words = _words(text)
+        id_of, not_found = self.vocab.get, _MISSING  # locals: looked up once, not once a word
+        found = [id_of(word, not_found) for word in words]
+        if not_found in found:
             found = self._split_missing(words, found)
         return found[:max_length]
 
@@ -177,7 +187,7 @@ class WordIds:
             word = words[at]
             ids = missing.get(word)
             if ids is None:
-                ids = [self.unk] if word.isalnum() else [self.vocab.get(token, self.unk) for token in _TOKEN_RE.findall(word)]
+                ids = [self.vocab.get(token, self.unk) for token in _word_tokens(word)]
                 if len(missing) < MAX_MISSING_WORDS:
                     missing[word] = ids
             found[at:at + 1] = ids
@@ -208,14 +218,9 @@ class WordIds:
                 return None
         return normal
 
-    def _split(self, text: str) -> list[str]:
-        tokens: list[str] = []
-        for word in _MENTION_RE.sub(" <user> ", _URL_RE.sub(" <url> ", text)).lower().split():
-            if word.isalnum():  # the common case: one token (ASCII letters and digits are \w)
-                tokens.append(word)
-            else:
-                tokens.extend(_TOKEN_RE.findall(word))
-        return tokens
+    @staticmethod
+    def _split(text: str) -> list[str]:
+        return [token for word in _words(text) for token in _word_tokens(word)]
 
     def __call__(self, texts: Sequence[str], max_length: int) -> np.ndarray:
         """Token ids, right-padded with ``PAD_ID``, each row cut at ``max_length``; whitespace-only and
