@@ -10,7 +10,8 @@ Configurations, one after another on the same broker, data and machine:
 
 Each is measured from the first record produced to the last result written: throughput,
 accuracy, teacher fraction, latency per tier, CPU seconds per 1,000 records (all the
-run's worker processes, and per process, the broker's apart), peak resident memory per
+run's worker processes, and per process, the broker's apart; the stream worker's also
+without its student process), peak resident memory per
 process and its growth from the first to the last quarter of the run (with 13 samples from
 first to last, the timeline).
 
@@ -65,12 +66,12 @@ def _tree_files(pid: int, name: str) -> list[str]:
     return texts
 
 
-def _proc_cpu_s(pid: int) -> float:
-    """CPU seconds of ``pid`` and its descendants."""
+def _proc_cpu_s(pid: int, descendants: bool = True) -> float:
+    """CPU seconds of ``pid`` and its descendants (or of ``pid`` alone)."""
     import os
 
     ticks = 0
-    for stat in _tree_files(pid, "stat"):
+    for stat in _tree_files(pid, "stat") if descendants else [Path(f"/proc/{pid}/stat").read_text()]:
         fields = stat.rsplit(")", 1)[1].split()
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
@@ -136,8 +137,8 @@ def plan(config: str) -> tuple[list[str], int, dict[str, str]]:
     return ["stream"], int(config.split("-")[1]), {}
 
 
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    return {name: _proc_cpu_s(pid) for name, pid in pids.items()}
+def cpu_seconds(pids: dict[str, int], descendants: bool = True) -> dict[str, float]:
+    return {name: _proc_cpu_s(pid, descendants) for name, pid in pids.items()}
 
 
 def cost_per_1k(before: dict[str, float], after: dict[str, float], records: int) -> dict[str, float]:
@@ -147,15 +148,18 @@ def cost_per_1k(before: dict[str, float], after: dict[str, float], records: int)
 
 def measure(run: LocalRun, consumer, items, gold, pids, timeout: float, rate: float = 0.0) -> dict:
     """Send ``items`` (at ``rate``, or as fast as possible) and measure until every result is back."""
-    cpu_before = cpu_seconds(pids)
+    cpu_before, alone_before = cpu_seconds(pids), cpu_seconds(pids, descendants=False)
     sampler = Sampler(pids)
     sampler.start()
     started = run.send(items, rate=rate)
     collected = run.collect(consumer, gold, timeout=timeout, into=Collected(keep_results=False))
     memory = sampler.stop()
     per_process = cost_per_1k(cpu_before, cpu_seconds(pids), len(gold))
+    alone = cost_per_1k(alone_before, cpu_seconds(pids, descendants=False), len(gold))
+    # a worker with a child (the stream worker's student process): its own interpreter's share apart
+    alone = {name: cost for name, cost in alone.items() if cost != per_process[name]}
     return {"collected": collected, "started": started, "memory": memory, "cpu_s_per_1k_by_process": per_process,
-            "cpu_s_per_1k": round(sum(v for k, v in per_process.items() if k != "broker"), 3)}
+            "cpu_s_per_1k_without_children": alone, "cpu_s_per_1k": round(sum(v for k, v in per_process.items() if k != "broker"), 3)}
 
 
 def run_config(config: str, args, settings, texts, labels, logs: Path) -> dict:
@@ -197,7 +201,7 @@ def _summary(config: str, measured: dict, gold: Mapping[str, int]) -> dict:
     summary = measured["collected"].summary(gold, measured["started"])
     memory = measured["memory"]
     summary.update(cpu_s_per_1k=measured["cpu_s_per_1k"], cpu_s_per_1k_by_process=measured["cpu_s_per_1k_by_process"],
-                   peak_rss_mb={name: m["peak"] for name, m in memory.items()}, memory=memory)
+                   cpu_s_per_1k_without_children=measured["cpu_s_per_1k_without_children"], peak_rss_mb={name: m["peak"] for name, m in memory.items()}, memory=memory)
     if config == "passthrough":
         summary.update(accuracy=None, teacher_fraction=0.0)
     return summary
@@ -245,7 +249,10 @@ def _row(name: str, c: dict) -> str:
     rss = ", ".join(f"{p} {v:.0f}" for p, v in c["peak_rss_mb"].items())
     growth = max((m["growth"] for m in c.get("memory", {}).values()), default=0.0)
     accuracy = "—" if c["accuracy"] is None else f"{c['accuracy'] * 100:.2f}%"
-    cpu = f"{c['cpu_s_per_1k']:.2f} (" + ", ".join(f"{p} {v:.2f}" for p, v in c.get("cpu_s_per_1k_by_process", {}).items()) + ")"
+    alone = c.get("cpu_s_per_1k_without_children", {})
+    cpu = f"{c['cpu_s_per_1k']:.2f} (" + ", ".join(
+        f"{p} {v:.2f}" + (f", of which itself {alone[p]:.2f}" if p in alone else "")
+        for p, v in c.get("cpu_s_per_1k_by_process", {}).items()) + ")"
     return (f"| {name} | {c['throughput']:.0f} | {accuracy} | {c['teacher_fraction']:.3f} | {latency} | {cpu} | {rss} "
             f"| {growth * 100:+.1f}% |")
 
@@ -294,7 +301,8 @@ def run_bench(args: argparse.Namespace) -> int:
             c = report["configs"][config]
             c["is_cascade"] = bool(config.startswith("cascade") and c["teacher_fraction"] > 0)
             print(f"[bench] {config}: {c['throughput']} records/s, accuracy {c['accuracy']}, routed fraction "
-                  f"{c['teacher_fraction']}, CPU s/1k {c['cpu_s_per_1k']} {c['cpu_s_per_1k_by_process']}", flush=True)
+                  f"{c['teacher_fraction']}, CPU s/1k {c['cpu_s_per_1k']} {c['cpu_s_per_1k_by_process']}, "
+                  f"without children {c['cpu_s_per_1k_without_children']}", flush=True)
             if "steady" in c:
                 st = c["steady"]
                 print(f"[bench] {config} steady at {st['rate']} records/s: latency ms {st['latency_ms']}, routed fraction "
