@@ -129,7 +129,7 @@ class MergeWorker:
         try:  # a merge that cannot build or start its consumer stops the worker like one that cannot go on
             consumer = group_consumer(s, s.merge_group, s.result_topics,
                                       lambda c: _MergeRebalances(self, c), co_partitioned=True,
-                                      fetch_min_bytes=s.merge_fetch_min_bytes)
+                                      fetch_min_bytes=s.merge_fetch_min_bytes, fetch_max_wait_s=s.merge_fetch_max_wait_s)
             fetch = stamped_fetch(consumer, lambda: self.generation, lambda: self._stopping.is_set() or self._fatal is not None)
             await consumer.start()
             self.consumer = consumer

@@ -62,14 +62,15 @@ def aiokafka_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def fetch_config(settings: Settings, min_bytes: int | None = None) -> dict[str, int]:
+def fetch_config(settings: Settings, min_bytes: int | None = None, max_wait_s: float = 0.0) -> dict[str, int]:
     """aiokafka consumer arguments for ``fetch_max_wait_s`` and ``fetch_min_bytes`` (or
-    ``min_bytes``, a consumer's own); empty when the wait is 0 (a min bytes above 1 with no wait
-    would have the broker answer at once, empty)."""
-    if settings.fetch_max_wait_s == 0:
+    ``min_bytes`` and ``max_wait_s``, a consumer's own); empty when the wait is 0 (a min bytes
+    above 1 with no wait would have the broker answer at once, empty)."""
+    wait = max_wait_s or settings.fetch_max_wait_s
+    if wait == 0:
         return {}
     return {"fetch_min_bytes": settings.fetch_min_bytes if min_bytes is None else min_bytes,
-            "fetch_max_wait_ms": max(1, round(settings.fetch_max_wait_s * 1000))}
+            "fetch_max_wait_ms": max(1, round(wait * 1000))}
 
 
 def kafka_python_config(settings: Settings) -> dict[str, Any]:

@@ -41,12 +41,13 @@ def group_consumer(
     *,
     co_partitioned: bool = False,
     fetch_min_bytes: int | None = None,
+    fetch_max_wait_s: float = 0.0,
 ) -> AIOKafkaConsumer:
     """A subscribed, not yet started consumer of ``topics`` in ``group_id``.
 
     ``co_partitioned``: partition i of every topic goes to the same member (range assignor),
     for a stage that must meet one key from several topics; otherwise round robin.
-    ``fetch_min_bytes``: this consumer's own, instead of the setting's.
+    ``fetch_min_bytes``, ``fetch_max_wait_s``: this consumer's own, instead of the settings' (a wait of 0: the setting's).
     """
     consumer = AIOKafkaConsumer(
         group_id=group_id,
@@ -60,7 +61,7 @@ def group_consumer(
         partition_assignment_strategy=(RangePartitionAssignor,) if co_partitioned else (RoundRobinPartitionAssignor,),
         key_deserializer=None,
         value_deserializer=None,
-        **fetch_config(settings, fetch_min_bytes),
+        **fetch_config(settings, fetch_min_bytes, fetch_max_wait_s),
         **aiokafka_config(settings),
     )
     consumer.subscribe(list(topics), listener=listener(consumer))

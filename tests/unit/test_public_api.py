@@ -26,7 +26,7 @@ SETTINGS_FIELDS = {
     "app_id", "teacher_group",
     "bundle", "threshold", "teacher_model", "teacher_precision", "student_precision", "teacher_token_budget", "torch_threads",
     "student_batch_size", "student_batch_wait", "student_batches_in_flight", "student_process", "teacher_batch_size", "teacher_batch_wait",
-    "merge_batch_size", "merge_batch_wait", "fetch_max_wait_s", "fetch_min_bytes", "merge_fetch_min_bytes",
+    "merge_batch_size", "merge_batch_wait", "fetch_max_wait_s", "fetch_min_bytes", "merge_fetch_min_bytes", "merge_fetch_max_wait_s",
     "max_poll_interval_s", "session_timeout_s",
     "max_text_chars", "max_id_chars", "max_record_bytes", "dedup_window", "direct_student_results", "processing_guarantee", "compression_type",
     "metrics_port", "stall_timeout_s", "lag_routing", "teacher_lag_budget_records", "teacher_lag_budget_s",

@@ -1,6 +1,6 @@
 """fetch_max_wait_s and fetch_min_bytes reach every consumer the workers start: the one Faust
 creates in its consumer thread (both delivery modes) and the group consumers of the merge and the
-teacher workers; the merge's takes merge_fetch_min_bytes. No broker: the consumers are built, not
+teacher workers; the merge's takes merge_fetch_min_bytes and merge_fetch_max_wait_s. No broker: the consumers are built, not
 started."""
 
 from __future__ import annotations
@@ -78,5 +78,8 @@ def test_the_merge_consumer_answers_at_its_own_min_bytes(tmp_path, monkeypatch):
             await merge_worker.MergeWorker(s, Metrics(s), Health(30.0), nothing, nothing).run()
 
     asyncio.run(scenario(settings(tmp_path, fetch_max_wait_s=0.02, fetch_min_bytes=1000)))
-    asyncio.run(scenario(settings(tmp_path, fetch_max_wait_s=0.02, fetch_min_bytes=1000, merge_fetch_min_bytes=300)))
-    assert [(c._fetch_min_bytes, c._fetch_max_wait_ms) for c in built] == [(1, 20), (300, 20)]
+    asyncio.run(scenario(settings(tmp_path, fetch_max_wait_s=0.02, fetch_min_bytes=1000, merge_fetch_min_bytes=300,
+                                  merge_fetch_max_wait_s=0)))
+    asyncio.run(scenario(settings(tmp_path, fetch_max_wait_s=0.02, merge_fetch_max_wait_s=0.25)))
+    # the merge's fetches answer at the first byte and wait half a second when there is none
+    assert [(c._fetch_min_bytes, c._fetch_max_wait_ms) for c in built] == [(1, 500), (300, 20), (1, 250)]
