@@ -24,6 +24,7 @@ from aiokafka.errors import (
 )
 
 from stream_app.kafka_io.clients import aiokafka_config, fetch_config
+from stream_app.kafka_io.idle_fetch import fetch_lightly_when_idle
 from stream_app.kafka_io.transactions import PartitionTransactions
 from stream_app.records import Incoming, Source
 from stream_app.settings import Settings
@@ -65,6 +66,8 @@ def group_consumer(
         **aiokafka_config(settings),
     )
     consumer.subscribe(list(topics), listener=listener(consumer))
+    if settings.fetch_max_wait_s:  # else Kafka's own fetches: one byte, half a second
+        fetch_lightly_when_idle(consumer)
     return consumer
 
 

@@ -1,7 +1,7 @@
 """Every Faust, mode and aiokafka internal this project relies on, in one place.
 
-The exactly-once path, the CLI's shutdown bound, the Faust consumer's fetch settings, its
-eager per-record delivery (``kafka_io.eager_delivery``), the agent's events taken off its
+The exactly-once path, the CLI's shutdown bound, the Faust consumer's fetch settings and
+its light fetches while idle (``kafka_io.idle_fetch``), its eager per-record delivery (``kafka_io.eager_delivery``), the agent's events taken off its
 channel in bulk (``kafka_io.channel_events``), the fetch woken when a partition resumes
 (``kafka_io.resume_fetch``) and the fetch-path workarounds below
 reach past the libraries' public APIs. Each such use is listed in
@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from importlib import metadata
 
 import structlog
+
+from stream_app.kafka_io.idle_fetch import fetch_lightly_when_idle
 
 KNOWN_GOOD = {"faust-streaming": ("0.15.3",), "mode-streaming": ("0.7.1",), "aiokafka": ("0.14.0",)}
 
@@ -95,6 +97,12 @@ INTERNALS: tuple[tuple[str, str, Callable[[], bool]], ...] = (
      lambda: (_source_mentions("faust.transport.consumer:Consumer", "def on_buffer_drop(", "self._buffered_partitions")
               and _source_mentions("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread",
                                    "self._consumer = self._create_consumer(", "self.thread_loop"))),
+    ("aiokafka AIOKafkaConsumer._fetcher made in start(), Fetcher._proc_fetch_request (True when it added records) and "
+     "._fetch_min_bytes and ._fetch_max_wait_ms read for each request: fetching lightly while idle (kafka_io.idle_fetch)",
+     "aiokafka",
+     lambda: (_source_mentions("aiokafka.consumer.consumer:AIOKafkaConsumer", "self._fetcher = Fetcher(")
+              and _source_mentions("aiokafka.consumer.fetcher:Fetcher", "self._proc_fetch_request(", "needs_wakeup = True",
+                                   "self._fetch_max_wait_ms,\n                self._fetch_min_bytes,"))),
     ("aiokafka Fetcher._fetch_waiters and ._notify: the fetch waiting for records (kafka_io.resume_fetch)", "aiokafka",
      lambda: _source_mentions("aiokafka.consumer.fetcher:Fetcher", "self._fetch_waiters", "def _notify(")),
     ("aiokafka fetcher.MemoryRecords and PartitionRecords: the fetch-path workarounds", "aiokafka",
@@ -129,7 +137,8 @@ def check_internals() -> None:
 def tune_faust_fetch(consumer, fetch: Mapping[str, int]) -> None:
     """Give the aiokafka consumer that Faust's ``consumer`` creates in its thread the ``fetch``
     arguments (``clients.fetch_config``): Faust passes no ``fetch_min_bytes`` and fixes
-    ``fetch_max_wait_ms`` at 1,500. The consumer reads both when it starts."""
+    ``fetch_max_wait_ms`` at 1,500. The consumer reads both when it starts, and fetches lightly
+    while it finds nothing (``kafka_io.idle_fetch``)."""
     if not fetch:
         return
     thread = consumer._thread
@@ -139,6 +148,7 @@ def tune_faust_fetch(consumer, fetch: Mapping[str, int]) -> None:
         client = create(*args, **kwargs)
         client._fetch_min_bytes = fetch["fetch_min_bytes"]
         client._fetch_max_wait_ms = fetch["fetch_max_wait_ms"]
+        fetch_lightly_when_idle(client)
         return client
 
     thread._create_consumer = create_tuned
