@@ -28,12 +28,17 @@ def remaining(deadline: float, now: float) -> float:
 
 
 async def collect_batch(fetch: Fetch, max_size: int, max_wait: float, clock: Callable[[], float] | None = None,
-                        arrived: Callable[[T], float] | None = None) -> list[T]:
+                        arrived: Callable[[T], float] | None = None, backlog_size: int = 0) -> list[T]:
     """One batch: at most ``max_size`` items, closed ``max_wait`` s after its first item.
 
     The wait counts from when the first item was fetched, or, with ``arrived`` (an item's
     arrival time on ``clock``), from when it arrived: an item that queued while the previous
     batch was being processed has already waited that long, and its batch closes sooner.
+
+    With ``backlog_size`` above ``max_size``, a full batch also takes the items already waiting
+    (fetched without a wait), up to ``backlog_size`` in all: a backlog drains in larger batches,
+    while below capacity, where nothing more waits, batches stay at ``max_size``. No item waits
+    for this: each one taken would otherwise open the next batch.
 
     >>> async def fetch(timeout, max_records):  # three items ready, then nothing more
     ...     global ready
@@ -44,6 +49,9 @@ async def collect_batch(fetch: Fetch, max_size: int, max_wait: float, clock: Cal
     [1, 2]
     >>> asyncio.run(collect_batch(fetch, max_size=2, max_wait=0.01))  # closed by the deadline
     [3]
+    >>> ready = [1, 2, 3, 4, 5]
+    >>> asyncio.run(collect_batch(fetch, max_size=2, max_wait=0.01, backlog_size=4))  # a backlog: what waits, up to 4
+    [1, 2, 3, 4]
     """
     if max_size < 1 or not max_wait > 0:  # also rejects NaN
         raise ValueError("max_size must be >= 1 and max_wait > 0")
@@ -57,6 +65,8 @@ async def collect_batch(fetch: Fetch, max_size: int, max_wait: float, clock: Cal
         if left == 0.0:
             break
         batch.extend(await fetch(left, max_size - len(batch)))
+    if len(batch) >= max_size and backlog_size > len(batch):
+        batch.extend(await fetch(0.0, backlog_size - len(batch)))  # only what already waits
     return batch
 
 

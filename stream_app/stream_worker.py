@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("tango.stream")
 
 Stage = Callable[[Sequence[Incoming]], StageResult]
+BACKLOG_BATCH_FACTOR = 2  # a full student batch grows to twice student_batch_size with records already waiting
 
 
 def incoming(event: faust.EventT) -> Incoming:
@@ -163,6 +164,7 @@ class AgentBatches:
     generation: Callable[[], int] | None = None  # the consumer's current generation
     health: Health | None = None  # liveness: a batch in flight too long is a stall
     in_flight: int = 1  # batches processed at once (at least once; exactly once awaits each batch)
+    backlog: int = 0  # a full batch also takes the events already waiting, up to this many in all (0: size)
     _events: ChannelEvents | None = None
 
     async def consume(self, stream: faust.StreamT) -> None:
@@ -174,14 +176,14 @@ class AgentBatches:
         batch's events are acked only after its own records were acknowledged and after the
         batch before it was acked (``_ack_in_order``), so a failed batch stops every later ack.
         """
-        events = ChannelEvents(stream, self.size, asyncio.get_running_loop().time)  # bounded: Faust pauses fetching when full
+        events = ChannelEvents(stream, max(self.size, self.backlog), asyncio.get_running_loop().time)  # bounded: Faust pauses fetching when full
         self._events = events
         drainer = asyncio.ensure_future(events.drain())
         acks: deque[asyncio.Future] = deque()  # each batch's acks, oldest first
         try:
             while True:  # events.fetch raises what the channel threw (a consumer error)
                 try:
-                    stamped = await collect_batch(events.fetch, self.size, self.wait, arrived=_arrival)
+                    stamped = await collect_batch(events.fetch, self.size, self.wait, arrived=_arrival, backlog_size=self.backlog)
                 except StopAsyncIteration:
                     # Faust ends an actor's stream this way (its stop, or an isolated partition's
                     # revocation) and its iterator ends quietly; so does this agent. A batch cut
@@ -292,7 +294,8 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
     if student is None:
         passthrough = AgentBatches(PassthroughStage(settings.output_topic), settings.student_batch_size,
                                    settings.student_batch_wait, StageMeter("passthrough", metrics), send_all,
-                                   on_fatal=fatal, health=health, in_flight=settings.student_batches_in_flight)
+                                   on_fatal=fatal, health=health, in_flight=settings.student_batches_in_flight,
+                                   backlog=BACKLOG_BATCH_FACTOR * settings.student_batch_size)
         app.agent(input_topic, name="passthrough")(passthrough.consume)
         StreamOperations(settings, metrics, health).attach(app)
         return app
@@ -307,7 +310,7 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
     students = AgentBatches(student, settings.student_batch_size, settings.student_batch_wait, StageMeter("student", metrics),
                             send_students, executor=executor, transactions=transactions, on_fatal=fatal, gate=gate,
                             generation=lambda: app.consumer_generation_id, health=health,
-                            in_flight=settings.student_batches_in_flight)
+                            in_flight=settings.student_batches_in_flight, backlog=BACKLOG_BATCH_FACTOR * settings.student_batch_size)
     app.agent(input_topic, name="student")(students.consume)
     app.task(merger.run)
     StreamOperations(settings, metrics, health, students, bundle).attach(app)

@@ -128,6 +128,31 @@ def test_the_next_batch_runs_while_the_one_before_waits_for_the_broker_and_acks_
     assert acked == [0, 1, 2, 3]
 
 
+def test_a_full_batch_takes_the_events_already_waiting_up_to_its_backlog_size():
+    """A backlog (a burst, a restart) drains in larger batches; a batch that is not full takes nothing
+    more, and nothing waits for the extra events (below capacity batches keep their size)."""
+    stage_calls: list[list[int]] = []
+
+    async def send(outputs):
+        return []
+
+    async def scenario():
+        stream = FakeAgentStream()
+        agent = AgentBatches(_recording(stage_calls), size=2, wait=WAIT_S, meter=StageMeter("student", Metrics(Settings())),
+                             send=send, in_flight=1, backlog=4)
+        await stream.deliver([(0.0, offset) for offset in range(7)])  # a backlog: all waiting before the agent starts
+        consume = asyncio.ensure_future(agent.consume(stream))
+        while len(stream.acked) < 7:
+            await asyncio.sleep(0.01)
+        await stream.deliver([(0.0, 7)])  # alone: its batch closes at the wait, with one event
+        while len(stream.acked) < 8:
+            await asyncio.sleep(0.01)
+        consume.cancel()
+
+    asyncio.run(scenario())
+    assert stage_calls == [[0, 1, 2, 3], [4, 5, 6], [7]]
+
+
 def test_one_batch_in_flight_waits_for_the_broker_before_the_next():
     stage_calls: list[list[int]] = []
     first_acknowledged = asyncio.Event()
