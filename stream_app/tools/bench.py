@@ -15,7 +15,9 @@ without its student process), peak resident memory per
 process and its growth from the first to the last quarter of the run (with 13 samples from
 first to last, the timeline).
 
-``--steady`` then sends, at ``--steady-fraction`` of the burst's measured throughput, for
+``--idle-seconds`` first leaves each warmed-up configuration without input for that long and
+reports each process's CPU milliseconds a second (what an idle worker costs). ``--steady``
+then sends, at ``--steady-fraction`` of the burst's measured throughput, for
 ``--steady-seconds``, and reports the latency per tier of that phase alone (a burst's latency
 is mostly its own queue) with its CPU and memory; ``--soak 30m`` is a steady phase of that
 length for memory growth.
@@ -146,6 +148,16 @@ def cost_per_1k(before: dict[str, float], after: dict[str, float], records: int)
     return {name: round((after[name] - before[name]) / records * 1000, 3) for name in before}
 
 
+def idle_cpu(pids: dict[str, int], seconds: float) -> dict[str, float]:
+    """Each process's CPU milliseconds a second over ``seconds`` without input: what an idle worker costs."""
+    import time
+
+    before = cpu_seconds(pids)
+    time.sleep(seconds)
+    after = cpu_seconds(pids)
+    return {name: round((after[name] - before[name]) / seconds * 1000, 1) for name in pids}
+
+
 def measure(run: LocalRun, consumer, items, gold, pids, timeout: float, rate: float = 0.0) -> dict:
     """Send ``items`` (at ``rate``, or as fast as possible) and measure until every result is back."""
     cpu_before, alone_before = cpu_seconds(pids), cpu_seconds(pids, descendants=False)
@@ -179,9 +191,12 @@ def run_config(config: str, args, settings, texts, labels, logs: Path) -> dict:
         pids = {name: p.pid for name, p in run.processes.items()}
         if args.broker_pid:
             pids["broker"] = args.broker_pid
+        idle = idle_cpu(pids, args.idle_seconds) if args.idle_seconds else None
         items = Replayed(texts, args.records, prefix="r")  # records and gold labels made as sent and read
         gold = items.gold(labels)
         summary = _summary(config, measure(run, consumer, items, gold, pids, args.timeout), gold)
+        if idle is not None:
+            summary["idle_cpu_ms_per_s"] = idle
         if args.steady or args.soak:
             seconds = parse_duration(args.soak) if args.soak else args.steady_seconds
             rate = args.steady_fraction * summary["throughput"]
@@ -300,6 +315,8 @@ def run_bench(args: argparse.Namespace) -> int:
             report["configs"][config] = run_config(config, args, settings, texts, labels, logs)
             c = report["configs"][config]
             c["is_cascade"] = bool(config.startswith("cascade") and c["teacher_fraction"] > 0)
+            if "idle_cpu_ms_per_s" in c:
+                print(f"[bench] {config} idle for {args.idle_seconds:g} s: CPU ms a second {c['idle_cpu_ms_per_s']}", flush=True)
             print(f"[bench] {config}: {c['throughput']} records/s, accuracy {c['accuracy']}, routed fraction "
                   f"{c['teacher_fraction']}, CPU s/1k {c['cpu_s_per_1k']} {c['cpu_s_per_1k_by_process']}, "
                   f"without children {c['cpu_s_per_1k_without_children']}", flush=True)
@@ -367,5 +384,7 @@ def add_cli(commands) -> None:
     bench.add_argument("--steady-fraction", type=float, default=0.5, help="steady rate as a fraction of the measured capacity")
     bench.add_argument("--steady-seconds", type=float, default=60.0, help="length of the steady phase")
     bench.add_argument("--soak", default="", help="a steady phase this long (30m, 2h) to watch memory; implies --steady")
+    bench.add_argument("--idle-seconds", type=float, default=0.0,
+                       help="after the warm-up, this long without input: each process's CPU ms a second (idle_cpu_ms_per_s)")
     add_setting_flags(bench)
     bench.set_defaults(func=run_bench)
