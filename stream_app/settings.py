@@ -153,7 +153,7 @@ class Settings:
     )
     merge_fetch_max_wait_s: float = setting(0.5, "Longest the broker holds a fetch of the merge (0: fetch_max_wait_s). At "
         "merge_fetch_min_bytes 1 it answers at the first byte, so this bounds only fetches that find nothing (an idle worker; the "
-        "results topic direct_student_results empties): 500 ms against 50, a third less idle CPU (docs/benchmarks.md).", at_least=0)
+        "results topic direct_student_results empties): 500 ms against 50: 29% less idle CPU (docs/benchmarks.md).", at_least=0)
     session_timeout_s: float = setting(
         10.0, "Consumer session timeout of all workers: how soon a dead worker's partitions move to the others.",
         positive=True,

@@ -1,10 +1,11 @@
 """Every Faust, mode and aiokafka internal this project relies on, in one place.
 
 The exactly-once path, the CLI's shutdown bound, the Faust consumer's fetch settings and
-its light fetches while idle (``kafka_io.idle_fetch``), its eager per-record delivery (``kafka_io.eager_delivery``), the agent's events taken off its
-channel in bulk (``kafka_io.channel_events``), the fetch woken when a partition resumes
-(``kafka_io.resume_fetch``) and the fetch-path workarounds below
-reach past the libraries' public APIs. Each such use is listed in
+its light fetches while idle (``kafka_io.idle_fetch``), its eager per-record delivery
+(``kafka_io.eager_delivery``), the agent's events taken off its channel in bulk
+(``kafka_io.channel_events``), the fetch woken when a partition resumes
+(``kafka_io.resume_fetch``) and the fetch-path workarounds below reach past the libraries'
+public APIs. Each such use is listed in
 ``INTERNALS`` with the versions it is known to work on (``KNOWN_GOOD``, matching the bounds in
 ``pyproject.toml``); ``check_internals`` fails loudly, naming the internal and the installed
 version, if one of them moved. Workers call it at start-up and a unit test calls it, so an
