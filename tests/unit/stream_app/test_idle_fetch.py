@@ -1,6 +1,6 @@
 """A consumer that finds nothing fetches lightly (``kafka_io.idle_fetch``): one byte and half a
 second after an empty fetch, the settings again after a fetch that brought records. No broker:
-a stand-in fetcher; tests/integration/test_idle_fetch.py runs it against the real one."""
+a stand-in fetcher; tests/integration/test_light_fetches_on_the_broker.py runs it against the real one."""
 
 from __future__ import annotations
 
