@@ -285,6 +285,7 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
     # the partitions' transactional producers instead); the topics exist (ensure_topics)
     # the exit closes its producer: every send was awaited before its input was acked
     send_all = BatchSender(batch_producer(settings), settings.dlq_topic).send
+    backlog = BACKLOG_BATCH_FACTOR * settings.student_batch_size  # the most a full batch grows to with records waiting
 
     async def fatal(exc: BaseException) -> None:
         log.error("the stream worker cannot go on; exiting with its input uncommitted", error=str(exc))
@@ -295,7 +296,7 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
         passthrough = AgentBatches(PassthroughStage(settings.output_topic), settings.student_batch_size,
                                    settings.student_batch_wait, StageMeter("passthrough", metrics), send_all,
                                    on_fatal=fatal, health=health, in_flight=settings.student_batches_in_flight,
-                                   backlog=BACKLOG_BATCH_FACTOR * settings.student_batch_size)
+                                   backlog=backlog)
         app.agent(input_topic, name="passthrough")(passthrough.consume)
         StreamOperations(settings, metrics, health).attach(app)
         return app
@@ -310,7 +311,7 @@ def create_app(settings: Settings, student: StudentStage | None, bundle: "Bundle
     students = AgentBatches(student, settings.student_batch_size, settings.student_batch_wait, StageMeter("student", metrics),
                             send_students, executor=executor, transactions=transactions, on_fatal=fatal, gate=gate,
                             generation=lambda: app.consumer_generation_id, health=health,
-                            in_flight=settings.student_batches_in_flight, backlog=BACKLOG_BATCH_FACTOR * settings.student_batch_size)
+                            in_flight=settings.student_batches_in_flight, backlog=backlog)
     app.agent(input_topic, name="student")(students.consume)
     app.task(merger.run)
     StreamOperations(settings, metrics, health, students, bundle).attach(app)
