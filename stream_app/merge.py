@@ -121,8 +121,13 @@ class MergeStage:
                 continue
             result = outputs[i]
             if self.recent.first_time(partition, result.key):
-                sending[i] = self._forward(merged, Output(self.output_topic, result.key, result.value, result.headers,
-                                                          origin=result.origin, partition=partition), now)
+                output = sending[i] = Output(self.output_topic, result.key, result.value, result.headers,
+                                             origin=result.origin, partition=partition)
+                merged.outputs.append(output)
+                # the student's own result: its tier is the student's and its input timestamp is its origin's
+                # (what its headers say, without reading them back)
+                if result.origin is not None and result.origin.timestamp > 0:
+                    merged.latencies.append(("student", now - result.origin.timestamp))
             else:
                 sending[i] = None
                 merged.duplicates += 1

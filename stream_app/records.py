@@ -45,14 +45,17 @@ class Reason(str, enum.Enum):
     OUTPUT_REJECTED = "output_rejected"  # the broker refused what the stage produced for it (too large, not allowed)
 
 
-@dataclass(frozen=True, slots=True)
+# The per-record types (Source, Tweet, Incoming, Output) are made several times for every tweet, so they are
+# slots dataclasses but not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__,
+# 1.2 µs more an object here (1.81 against 0.63 µs for an Output). Nothing changes them once made.
+@dataclass(slots=True)
 class Source:
     topic: str
     partition: int
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tweet:
     id: str
     text: str
@@ -70,7 +73,7 @@ class Rejected:
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Incoming:
     """One consumed Kafka record, as every stage receives it."""
 
@@ -81,7 +84,7 @@ class Incoming:
     headers: Sequence[tuple[str, bytes]] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Output:
     """One record a stage asks to produce, and the input it was made for (``None`` for a dead
     letter): if the broker refuses it, that input is dead-lettered instead. ``partition`` is set

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from aiokafka import TopicPartition
 
@@ -21,7 +22,7 @@ PARTITION_OF = dict(zip(KEYS, key_partitions(KEYS, PARTITIONS)))
 
 def student_batch(keys=KEYS) -> list[Output]:
     """A student batch: a result per key, plus a teacher request and a dead letter the merge never touches."""
-    origin = Incoming(Source("tweets", 0, 0), b"k", b"{}")
+    origin = Incoming(Source("tweets", 0, 0), b"k", b"{}", timestamp=1.0)  # the stage's headers carry its timestamp
     results = [Output("r.student", key, b'{"id": "%s"}' % key, result_headers("student", 1.0), origin=origin) for key in keys]
     return [*results, Output("t.req", b"routed", b"{}", origin=origin), Output("dlq", b"bad", b"x")]
 
@@ -40,6 +41,7 @@ def test_results_for_held_partitions_go_straight_to_their_output_partition():
     assert [o.topic for o in sending[-2:]] == ["t.req", "dlq"]  # left as they were
     assert merged.outputs == direct and merged.duplicates == 0
     assert [tier for tier, _ in merged.latencies] == ["student"] * len(direct)
+    assert all(abs(latency - (time.time() - 1.0)) < 60 for _, latency in merged.latencies)  # now - the input's timestamp
     first = next(o for o in student_batch() if o.key == direct[0].key)
     assert (direct[0].value, direct[0].headers, direct[0].origin) == (first.value, first.headers, first.origin)
     assert dict(direct[0].headers).keys() >= {H_TIER, H_PRODUCED_AT}
