@@ -115,7 +115,7 @@ class Settings:
     torch_threads: int = setting(1, "torch intra-op threads of this process's model.", at_least=1)
 
     # --- batching -----------------------------------------------------------------------
-    student_batch_size: int = setting(256, "Records per student batch; a full one also takes records already waiting, up to twice as many.", at_least=1)
+    student_batch_size: int = setting(256, "Records per student batch; a full one also takes records already waiting, up to four times as many.", at_least=1)
     student_batch_wait: float = setting(
         0.1, "Seconds a student batch may wait, counted from when its first record reached the worker (a record that "
         "queued while the previous batch ran has already waited).", positive=True)
