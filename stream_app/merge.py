@@ -95,7 +95,7 @@ class MergeStage:
                 # the same partition number: result and output topics are co-partitioned (checked at start-up),
                 # so it is the key's partition, without hashing the key again
                 self._forward(out, Output(self.output_topic, record.key, record.value, record.headers, origin=record,
-                                          partition=record.source.partition), now)
+                                          partition=record.source.partition), now, *_tier_and_time(record.headers))
             else:
                 out.duplicates += 1
         return out
@@ -121,24 +121,22 @@ class MergeStage:
                 continue
             result = outputs[i]
             if self.recent.first_time(partition, result.key):
-                output = sending[i] = Output(self.output_topic, result.key, result.value, result.headers,
-                                             origin=result.origin, partition=partition)
-                merged.outputs.append(output)
                 # the student's own result: its tier is the student's and its input timestamp is its origin's
                 # (what its headers say, without reading them back)
-                if result.origin is not None and result.origin.timestamp > 0:
-                    merged.latencies.append(("student", now - result.origin.timestamp))
+                produced_at = result.origin.timestamp if result.origin is not None else 0.0
+                sending[i] = self._forward(merged, Output(self.output_topic, result.key, result.value, result.headers,
+                                                          origin=result.origin, partition=partition), now, "student", produced_at)
             else:
                 sending[i] = None
                 merged.duplicates += 1
         return [o for o in sending if o is not None], merged
 
     @staticmethod
-    def _forward(out: StageResult, output: Output, now: float) -> Output:
-        """Count ``output`` as merged into ``out``, with its latency (input timestamp → now) if its headers carry it."""
+    def _forward(out: StageResult, output: Output, now: float, tier: str, produced_at: float) -> Output:
+        """Count ``output`` as merged into ``out``, with its latency (input timestamp → now) where its tier
+        and input timestamp are known (``tier`` not empty, ``produced_at`` > 0)."""
         out.outputs.append(output)
-        tier, produced_at = _tier_and_time(output.headers)
-        if tier:
+        if tier and produced_at > 0:
             out.latencies.append((tier, now - produced_at))
         return output
 

@@ -29,6 +29,7 @@ import argparse
 import json
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -150,8 +151,6 @@ def cost_per_1k(before: dict[str, float], after: dict[str, float], records: int)
 
 def idle_cpu(pids: dict[str, int], seconds: float) -> dict[str, float]:
     """Each process's CPU milliseconds a second over ``seconds`` without input: what an idle worker costs."""
-    import time
-
     before = cpu_seconds(pids)
     time.sleep(seconds)
     after = cpu_seconds(pids)

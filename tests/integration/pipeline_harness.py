@@ -15,13 +15,24 @@ from pathlib import Path
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient
+from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError
 
 WORDS = (
     "i feel so happy today love this wonderful day great fun sad lonely miss you angry hate "
     "this awful traffic scared nervous about the exam surprised wow did not expect that"
 ).split()
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 1, **config: str) -> None:
+    """Create ``name`` (replication 1, topic ``config`` such as ``max.message.bytes``) and wait until it exists."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=config)])
+        admin.wait_for_topics([name], timeout_ms=15000)
+        assert name in admin.list_topics()
+    finally:
+        admin.close()
 
 
 def tweet_texts(n: int, seed: int = 0) -> list[str]:

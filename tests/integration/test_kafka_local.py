@@ -6,19 +6,9 @@ import time
 import uuid
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
 
 from stream_app.tools.local_broker import LocalKafka
-
-
-def _create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-        admin.wait_for_topics([name], timeout_ms=15000)
-        assert name in admin.list_topics()
-    finally:
-        admin.close()
+from tests.integration.pipeline_harness import create_topic
 
 
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -61,7 +51,7 @@ def test_broker_runs_and_round_trips_messages(kafka_local: LocalKafka, kafka_boo
     assert status["version"] == "4.1.1"
 
     topic = f"roundtrip-{uuid.uuid4().hex[:8]}"
-    _create_topic(kafka_bootstrap, topic)
+    create_topic(kafka_bootstrap, topic)
     sent = [f"message {i}".encode() for i in range(10)]
     _produce(kafka_bootstrap, topic, sent)
     got = _consume_all(kafka_bootstrap, topic, expected=10, group_id=f"g-{topic}")
@@ -83,7 +73,7 @@ def test_restart_keeps_data(make_kafka) -> None:
         bootstrap = kafka.up(wait_s=120)
         cluster_id = (kafka.log_dir / "meta.properties").read_text()
         topic = "persisted"
-        _create_topic(bootstrap, topic)
+        create_topic(bootstrap, topic)
         sent = [f"keep {i}".encode() for i in range(5)]
         _produce(bootstrap, topic, sent)
 

@@ -9,12 +9,11 @@ import time
 import uuid
 
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener
-from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
 
 from stream_app.kafka_io.group_consumer import group_consumer
 from stream_app.kafka_io.idle_fetch import IDLE_FETCH_WAIT_MS
 from stream_app.settings import Settings
+from tests.integration.pipeline_harness import create_topic
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -25,18 +24,9 @@ class _Listener(ConsumerRebalanceListener):
         pass
 
 
-def _create_topic(bootstrap: str, name: str) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
-        admin.wait_for_topics([name], timeout_ms=15000)
-    finally:
-        admin.close()
-
-
 def test_an_idle_consumer_fetches_twice_a_second_and_gathers_again_once_records_come(kafka_bootstrap):
     topic = f"idle-fetch-{uuid.uuid4().hex[:8]}"
-    _create_topic(kafka_bootstrap, topic)
+    create_topic(kafka_bootstrap, topic)
     settings = Settings(bootstrap_servers=kafka_bootstrap)  # gathering fetches: 64 KiB, 50 ms
 
     async def scenario() -> tuple[int, tuple[int, int], tuple[int, int], float]:

@@ -14,12 +14,11 @@ from collections import Counter
 import orjson
 import pytest
 from confluent_kafka import Producer
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from models.testing import make_tiny_bundle
 from stream_app.records import H_ORIGINAL_BYTES, H_REASON, TOO_LARGE_PREFIX_BYTES
-from tests.integration.pipeline_harness import Pipeline, running, tweet_texts
+from tests.integration.pipeline_harness import Pipeline, create_topic, running, tweet_texts
 from tests.odd_records import RawName
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -143,14 +142,6 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
         return consumer.committed(TopicPartition(topic, 0)) or 0
     finally:
         consumer.close()
-
-
-def create_topic(bootstrap: str, name: str, partitions: int, **config: str) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config)])
-    finally:
-        admin.close()
 
 
 @BOTH_MODES
